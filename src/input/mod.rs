@@ -1,0 +1,1 @@
+//! Inputs: images (decode, EXIF, colour modes) and PDF pages.

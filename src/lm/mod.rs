@@ -1,0 +1,1 @@
+//! The DeepSeek-V2 MoE decoder (MHA variant).

@@ -1,0 +1,1 @@
+//! Memory planning: KV cache and buffer sizes known before a job starts.

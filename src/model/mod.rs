@@ -1,0 +1,7 @@
+//! The model folder: configuration and memory-mapped weights.
+
+pub mod config;
+pub mod weights;
+
+pub use config::ModelConfig;
+pub use weights::Weights;

@@ -1,0 +1,202 @@
+//! Memory-mapped safetensors weights with loud, precise errors.
+//!
+//! A model folder holds either one `*.safetensors` file or a
+//! `model.safetensors.index.json` naming shards. Files are memory-mapped, their headers
+//! parsed once; tensor bytes are only touched when a module asks for them (so experts
+//! that are never loaded are never paged in). [`Weights`] implements candle's
+//! [`SimpleBackend`], so every module is built from an ordinary [`VarBuilder`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use memmap2::Mmap;
+use safetensors::tensor::Dtype as StDtype;
+
+use crate::error::{Error, Result};
+
+struct File {
+    path: PathBuf,
+    mmap: Mmap,
+    /// Byte offset of the data section (8 + header length).
+    data_start: usize,
+}
+
+/// Where one tensor lives.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    file: usize,
+    /// On-disk dtype.
+    pub dtype: DType,
+    /// On-disk shape.
+    pub shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// All tensors of a model folder, memory-mapped.
+#[derive(Clone)]
+pub struct Weights {
+    files: Arc<Vec<File>>,
+    entries: Arc<HashMap<String, TensorEntry>>,
+}
+
+fn st_dtype(d: StDtype) -> Option<DType> {
+    Some(match d {
+        StDtype::BF16 => DType::BF16,
+        StDtype::F16 => DType::F16,
+        StDtype::F32 => DType::F32,
+        StDtype::F64 => DType::F64,
+        StDtype::U8 => DType::U8,
+        StDtype::U32 => DType::U32,
+        StDtype::I64 => DType::I64,
+        _ => return None,
+    })
+}
+
+impl Weights {
+    /// Finds and maps the weights of a model folder.
+    pub fn from_model_dir(dir: &Path) -> Result<Self> {
+        let index = dir.join("model.safetensors.index.json");
+        let files = if index.is_file() {
+            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::model(&index, format!("not valid JSON: {e}"), "re-download model.safetensors.index.json")
+            })?;
+            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+                Error::model(&index, "has no `weight_map` object", "re-download model.safetensors.index.json")
+            })?;
+            let mut names: Vec<String> = map.values().filter_map(|s| s.as_str().map(String::from)).collect();
+            names.sort();
+            names.dedup();
+            names.into_iter().map(|n| dir.join(n)).collect::<Vec<_>>()
+        } else {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| {
+                    Error::model(dir, format!("cannot read the model folder: {e}"), "pass a folder that holds config.json and the .safetensors weights")
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            found.sort();
+            found
+        };
+        if files.is_empty() {
+            return Err(Error::model(
+                dir,
+                "no .safetensors weights found",
+                "download the model (e.g. deepseek-ai/DeepSeek-OCR) or pass --model with the folder that holds model*.safetensors",
+            ));
+        }
+        Self::from_files(&files)
+    }
+
+    /// Maps the given safetensors files.
+    pub fn from_files(paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut entries = HashMap::new();
+        for (fi, path) in paths.iter().enumerate() {
+            let f = std::fs::File::open(path).map_err(|e| {
+                Error::model(path, format!("cannot open weights file: {e}"), "check that the file exists and is readable")
+            })?;
+            // SAFETY: the file is opened read-only; like every mmap-based loader we rely on
+            // nobody truncating the checkpoint while it is in use.
+            let mmap = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
+            let corrupt = |msg: String| {
+                Error::model(path, format!("not a valid safetensors file: {msg}"), "the file is truncated or corrupt; download it again")
+            };
+            if mmap.len() < 8 {
+                return Err(corrupt(format!("only {} bytes long", mmap.len())));
+            }
+            let (n, meta) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| corrupt(e.to_string()))?;
+            let data_start = 8 + n;
+            let data_len = mmap.len() - data_start;
+            for (name, info) in meta.tensors() {
+                let (start, end) = info.data_offsets;
+                if end > data_len || start > end {
+                    return Err(corrupt(format!("tensor `{name}` ends at byte {end} of a {data_len}-byte data section")));
+                }
+                let dtype = st_dtype(info.dtype).ok_or_else(|| corrupt(format!("tensor `{name}` has unsupported dtype {:?}", info.dtype)))?;
+                let numel: usize = info.shape.iter().product();
+                if numel * dtype.size_in_bytes() != end - start {
+                    return Err(corrupt(format!("tensor `{name}` has {} bytes for shape {:?}", end - start, info.shape)));
+                }
+                entries.insert(name.clone(), TensorEntry { file: fi, dtype, shape: info.shape.clone(), start, end });
+            }
+            files.push(File { path: path.clone(), mmap, data_start });
+        }
+        Ok(Weights { files: Arc::new(files), entries: Arc::new(entries) })
+    }
+
+    /// Looks up a tensor's entry.
+    pub fn entry(&self, name: &str) -> Option<&TensorEntry> {
+        self.entries.get(name)
+    }
+
+    /// All tensor names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|s| s.as_str())
+    }
+
+    /// Path of the file that holds a tensor (or of the first file when absent).
+    pub fn file_of(&self, name: &str) -> &Path {
+        let i = self.entries.get(name).map(|e| e.file).unwrap_or(0);
+        &self.files[i].path
+    }
+
+    /// The raw little-endian bytes of a tensor as stored on disk (zero copy).
+    pub fn raw(&self, name: &str) -> Option<(&[u8], &TensorEntry)> {
+        let e = self.entries.get(name)?;
+        let f = &self.files[e.file];
+        Some((&f.mmap[f.data_start + e.start..f.data_start + e.end], e))
+    }
+
+    /// Total bytes of all tensors on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.values().map(|e| (e.end - e.start) as u64).sum()
+    }
+
+    fn tensor_error(&self, name: &str, message: String) -> Error {
+        Error::Tensor { file: self.file_of(name).to_path_buf(), name: name.to_string(), message }
+    }
+
+    /// Loads a tensor, checking its shape, converted to `dtype` on `device`.
+    pub fn get(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let (bytes, e) = self.raw(name).ok_or_else(|| self.tensor_error(name, "is missing".into()))?;
+        if e.shape != shape {
+            return Err(self.tensor_error(name, format!("expected shape {shape:?}, found {:?}", e.shape)));
+        }
+        if !matches!(e.dtype, DType::BF16 | DType::F16 | DType::F32) {
+            return Err(self.tensor_error(name, format!("expected a float tensor (bf16/f16/f32), found {:?}", e.dtype)));
+        }
+        let t = Tensor::from_raw_buffer(bytes, e.dtype, &e.shape, &Device::Cpu)?;
+        Ok(t.to_dtype(dtype)?.to_device(device)?)
+    }
+
+    /// A candle [`VarBuilder`] over these weights.
+    pub fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
+    }
+}
+
+impl SimpleBackend for Weights {
+    fn get(&self, s: Shape, name: &str, _h: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        Weights::get(self, name, s.dims(), dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let shape = self
+            .entries
+            .get(name)
+            .map(|e| e.shape.clone())
+            .ok_or_else(|| candle_core::Error::Msg(self.tensor_error(name, "is missing".into()).to_string()))?;
+        Weights::get(self, name, &shape, dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+}

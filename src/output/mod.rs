@@ -1,0 +1,1 @@
+//! Outputs: grounding parsing, markdown rewriting, box drawing.

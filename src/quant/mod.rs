@@ -1,0 +1,1 @@
+//! Weight quantisation (INT8 weight-only, per-output-channel scales).
