@@ -200,3 +200,38 @@ impl SimpleBackend for Weights {
         self.entries.contains_key(name)
     }
 }
+
+impl Weights {
+    /// Checks that every tensor the configuration needs is present with the right shape and a
+    /// float dtype. Reports up to ten problems at once, naming the files.
+    pub fn validate(&self, cfg: &crate::model::ModelConfig) -> Result<()> {
+        let mut problems = Vec::new();
+        for spec in crate::model::layout::checkpoint_tensors(cfg) {
+            match self.entry(&spec.name) {
+                None => problems.push(format!("`{}` is missing", spec.name)),
+                Some(e) if e.shape != spec.shape => problems.push(format!(
+                    "`{}` in {} has shape {:?}, config.json implies {:?}",
+                    spec.name,
+                    self.file_of(&spec.name).display(),
+                    e.shape,
+                    spec.shape
+                )),
+                Some(e) if !matches!(e.dtype, DType::BF16 | DType::F16 | DType::F32) => {
+                    problems.push(format!("`{}` has dtype {:?}, expected bf16/f16/f32", spec.name, e.dtype))
+                }
+                Some(_) => {}
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let n = problems.len();
+        problems.truncate(10);
+        let first = self.files.first().map(|f| f.path.clone()).unwrap_or_default();
+        Err(Error::model(
+            first,
+            format!("{n} tensor(s) do not match config.json: {}{}", problems.join("; "), if n > 10 { "; ..." } else { "" }),
+            "use the config.json that belongs to these weights, or re-download the model",
+        ))
+    }
+}
