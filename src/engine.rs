@@ -78,6 +78,8 @@ pub struct OcrOutput {
     pub tile_grid: (usize, usize),
     pub stop: StopReason,
     pub timings: Timings,
+    /// Bytes of the KV cache preallocated for this page.
+    pub kv_cache_bytes: u64,
 }
 
 /// A loaded DeepSeek-OCR model.
@@ -102,6 +104,21 @@ impl Engine {
     /// The options the engine was loaded with.
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// Bytes of the weight files on disk.
+    pub fn weights_file_bytes(&self) -> u64 {
+        0
+    }
+
+    /// Bytes of weights the engine holds in memory (converted or packed copies).
+    pub fn resident_weights_bytes(&self) -> u64 {
+        0
+    }
+
+    /// The predicted peak memory of running one page of `image_size` with `opts`.
+    pub fn memory_plan(&self, _opts: &RunOptions, _image_size: (u32, u32)) -> Result<crate::memory::MemoryPlan> {
+        Ok(crate::memory::MemoryPlan::default())
     }
 
     /// Runs one page with the engine's default mode and generation settings.

@@ -24,6 +24,7 @@ pub mod vision;
 
 pub mod generate;
 
+pub mod bench;
 pub mod engine;
 
 pub mod cli;

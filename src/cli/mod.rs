@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+pub mod bench;
 pub mod debug_preprocess;
+pub mod debug_random;
 
 /// DeepSeek-OCR in pure Rust: images and PDFs to Markdown with layout boxes.
 #[derive(Debug, Parser)]
@@ -22,6 +24,8 @@ pub enum Command {
     /// Tools for checking the engine against the reference implementation.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Measure speed and memory (per-stage timings, tokens/s, peak memory).
+    Bench(bench::Args),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -34,6 +38,8 @@ pub enum Command {
 pub enum DebugCommand {
     /// Write the exact preprocessed views of an image (PNG) and preprocess.json.
     Preprocess(debug_preprocess::Args),
+    /// Write a random-weight checkpoint in the official layout (streamed to disk).
+    RandomCheckpoint(debug_random::Args),
 }
 
 /// Entry point of the `dsocr` binary.
@@ -41,6 +47,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Debug(DebugCommand::Preprocess(a)) => debug_preprocess::run(a),
+        Command::Debug(DebugCommand::RandomCheckpoint(a)) => debug_random::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dsocr", &mut std::io::stdout());
             Ok(())

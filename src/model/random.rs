@@ -89,3 +89,49 @@ pub fn write_random_checkpoint(config: &ModelConfig, config_json: &str, out_dir:
     std::fs::write(&cfg_path, config_json).map_err(|e| Error::io(&cfg_path, e))?;
     Ok(path)
 }
+
+/// Writes a placeholder `tokenizer.json` (word-level, tokens `<tN>`) whose special tokens sit
+/// at the ids the configuration uses (`<image>` at the config's image id, the grounding and
+/// table tokens after it, as in the real vocabulary). Enough to build prompts of realistic
+/// length and to decode ids for benchmarks; the text it decodes is meaningless.
+pub fn write_placeholder_tokenizer(config: &ModelConfig, out_dir: &Path) -> Result<PathBuf> {
+    let vocab_size = config.lm.vocab_size;
+    let image = config.tokens.image as usize;
+    let specials: Vec<(usize, String)> = [
+        (config.tokens.bos as usize, "<｜begin▁of▁sentence｜>".to_string()),
+        (config.tokens.eos as usize, "<｜end▁of▁sentence｜>".to_string()),
+        (2, "<｜▁pad▁｜>".to_string()),
+    ]
+    .into_iter()
+    .chain(
+        ["<image>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>", "<|grounding|>", "<td>", "</td>", "<tr>", "</tr>"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (image + i, s.to_string())),
+    )
+    .filter(|(id, _)| *id < vocab_size)
+    .collect();
+    let mut vocab = serde_json::Map::new();
+    for id in 0..vocab_size {
+        let tok = specials.iter().find(|(i, _)| *i == id).map(|(_, s)| s.clone()).unwrap_or_else(|| format!("<t{id}>"));
+        vocab.insert(tok, serde_json::json!(id));
+    }
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .map(|(id, s)| {
+            serde_json::json!({"id": id, "content": s, "single_word": false, "lstrip": false, "rstrip": false,
+                               "normalized": false, "special": true})
+        })
+        .collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "<\\|[a-z_/]+\\|>|\\n| ?[A-Za-z]+| ?[0-9]+|[^\\sA-Za-z0-9]| "},
+                          "behavior": "Isolated", "invert": false},
+        "post_processor": null, "decoder": {"type": "Fuse"},
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<t3>"}
+    });
+    let path = out_dir.join("tokenizer.json");
+    let text = serde_json::to_string(&tok).map_err(|e| Error::request(format!("tokenizer JSON: {e}"), "report a bug"))?;
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}

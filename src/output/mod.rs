@@ -1,1 +1,5 @@
 //! Outputs: grounding parsing, markdown rewriting, box drawing.
+
+pub mod atomic;
+
+pub use atomic::atomic_write;

@@ -1,0 +1,274 @@
+//! The benchmark harness behind `dsocr bench`: the same measurement every time, on any machine.
+//!
+//! One warm-up page, then `runs` measured pages with a fixed decode length (EOS ignored), so
+//! runs compare. Reports per-stage times (median, min, max), decode tokens/s (prefill
+//! excluded), weights and KV-cache bytes, the predicted and the measured peak memory.
+//! The JSON schema is documented in the README ("Benchmark JSON").
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use image::{Rgb, RgbImage};
+use serde::Serialize;
+
+use crate::engine::{Engine, EngineOptions, OcrOutput, RunOptions};
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, NgramGuard};
+use crate::model::config::{ModelConfig, REAL_CONFIG_JSON};
+use crate::model::random::{write_placeholder_tokenizer, write_random_checkpoint};
+use crate::text::Task;
+use crate::vision::Mode;
+
+/// Version of the JSON layout; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which model to measure.
+#[derive(Debug, Clone)]
+pub enum BenchModel {
+    /// An existing model folder.
+    Dir(PathBuf),
+    /// A random-weight checkpoint with this config (the real one when `None`), written once
+    /// to `cache_dir` and then loaded like any model folder.
+    Random { config: Option<PathBuf>, cache_dir: PathBuf, seed: u64 },
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub model: BenchModel,
+    pub engine: EngineOptions,
+    pub mode: Mode,
+    /// Page image; a synthetic Letter-size page when `None`.
+    pub image: Option<PathBuf>,
+    /// Pages per run.
+    pub pages: usize,
+    /// Fixed number of new tokens per page.
+    pub new_tokens: usize,
+    /// Measured runs (after one warm-up run).
+    pub runs: usize,
+}
+
+/// Median, minimum and maximum of a series.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    fn of(mut v: Vec<f64>) -> Stat {
+        if v.is_empty() {
+            return Stat::default();
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
+        Stat { median, min: v[0], max: v[n - 1] }
+    }
+}
+
+/// The benchmark result (serialised as the documented JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub schema_version: u32,
+    pub machine: Machine,
+    pub model: ModelInfo,
+    pub settings: Settings,
+    /// Seconds to load the model (mmap, validation, weight conversion/packing).
+    pub load_s: f64,
+    pub preprocess_s: Stat,
+    pub vision_s: Stat,
+    pub prefill_s: Stat,
+    /// Decode tokens per second, prefill excluded.
+    pub decode_tok_per_s: Stat,
+    /// Whole page: preprocessing to last token.
+    pub page_s: Stat,
+    pub prompt_tokens: usize,
+    pub image_tokens: usize,
+    pub kv_cache_bytes: u64,
+    /// Peak memory predicted by the memory plan before the first page.
+    pub predicted_peak_bytes: u64,
+    /// Measured peak: process RSS high-water mark (CPU).
+    pub peak_rss_bytes: u64,
+}
+
+/// Where it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub threads: usize,
+    pub device: String,
+}
+
+/// What ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub source: String,
+    pub parameters: u64,
+    pub weights_file_bytes: u64,
+    pub resident_weights_bytes: u64,
+}
+
+/// How it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub mode: String,
+    pub pages: usize,
+    pub new_tokens: usize,
+    pub runs: usize,
+    pub dtype: String,
+}
+
+/// A synthetic Letter-size page (850×1100) with dark "text lines" on white, deterministic.
+pub fn synthetic_page() -> RgbImage {
+    let (w, h) = (850u32, 1100u32);
+    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    let mut y = 80;
+    let mut line = 0u32;
+    while y + 14 < h - 80 {
+        let len = 500 + (line * 137 % 200);
+        for x in 80..(80 + len).min(w - 80) {
+            // Words: gaps every few pixels so the page has edges like text.
+            if (x / 7 + line) % 9 == 0 {
+                continue;
+            }
+            for dy in 0..12 {
+                img.put_pixel(x, y + dy, Rgb([20, 20, 20]));
+            }
+        }
+        y += 28;
+        line += 1;
+    }
+    img
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes; 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    proc_status_kb("VmHWM:") * 1024
+}
+
+/// Current resident set size (VmRSS), in bytes; 0 where unknown.
+pub fn rss_bytes() -> u64 {
+    proc_status_kb("VmRSS:") * 1024
+}
+
+fn proc_status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Makes sure a random checkpoint exists in `cache_dir` (written once) and returns its folder.
+pub fn ensure_random_model(config: Option<&Path>, cache_dir: &Path, seed: u64) -> Result<PathBuf> {
+    let text = match config {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
+        None => REAL_CONFIG_JSON.to_string(),
+    };
+    let cfg = ModelConfig::from_value(
+        &serde_json::from_str(&text).map_err(|e| Error::model(config.unwrap_or(Path::new("<built-in>")), format!("invalid JSON: {e}"), "fix the config file"))?,
+        config.unwrap_or(Path::new("<built-in>")),
+    )?;
+    // One folder per (config, seed): a changed config never reuses a stale checkpoint.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        seed.hash(&mut h);
+        h.finish()
+    };
+    let dir = cache_dir.join(format!("random-{key:016x}"));
+    if !dir.join("model.safetensors").is_file() || !dir.join("tokenizer.json").is_file() {
+        tracing::info!("writing a random checkpoint to {}", dir.display());
+        write_random_checkpoint(&cfg, &text, &dir, seed)?;
+        write_placeholder_tokenizer(&cfg, &dir)?;
+    }
+    Ok(dir)
+}
+
+/// Runs the benchmark.
+pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<BenchReport> {
+    let (dir, source) = match &opts.model {
+        BenchModel::Dir(d) => (d.clone(), d.display().to_string()),
+        BenchModel::Random { config, cache_dir, seed } => {
+            on_progress("preparing random checkpoint");
+            let d = ensure_random_model(config.as_deref(), cache_dir, *seed)?;
+            (d, format!("random weights ({})", config.as_ref().map(|c| c.display().to_string()).unwrap_or_else(|| "real config".into())))
+        }
+    };
+    let image = match &opts.image {
+        Some(p) => image::open(p).map_err(|e| Error::input(p, e.to_string(), "pass a readable image"))?.to_rgb8(),
+        None => synthetic_page(),
+    };
+    on_progress("loading model");
+    let t0 = Instant::now();
+    let engine = Engine::load(&dir, opts.engine.clone())?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let run_opts = RunOptions {
+        mode: opts.mode,
+        task: Task::Markdown,
+        generate: GenerateOptions {
+            max_new_tokens: opts.new_tokens,
+            ignore_eos: true,
+            ngram: NgramGuard::Hf { size: 20 },
+            ..GenerateOptions::default()
+        },
+    };
+    let predicted = engine.memory_plan(&run_opts, image.dimensions())?.total();
+    let mut pages: Vec<(OcrOutput, Duration)> = Vec::new();
+    for run in 0..=opts.runs {
+        for p in 0..opts.pages.max(1) {
+            on_progress(&if run == 0 { "warm-up".to_string() } else { format!("run {run}/{} page {}", opts.runs, p + 1) });
+            let t = Instant::now();
+            let out = engine.run_with(&image, &run_opts, None)?;
+            if run > 0 {
+                pages.push((out, t.elapsed()));
+            }
+        }
+    }
+    let secs = |f: &dyn Fn(&OcrOutput) -> Duration| Stat::of(pages.iter().map(|(o, _)| f(o).as_secs_f64()).collect());
+    let first = pages.first().map(|(o, _)| o.clone());
+    let decode = Stat::of(
+        pages
+            .iter()
+            .map(|(o, _)| o.timings.decode_tokens as f64 / o.timings.decode.as_secs_f64().max(1e-9))
+            .collect(),
+    );
+    let cfg = engine.config();
+    Ok(BenchReport {
+        schema_version: SCHEMA_VERSION,
+        machine: Machine { cpu: cpu_name(), threads: rayon::current_num_threads(), device: format!("{:?}", opts.engine.device) },
+        model: ModelInfo {
+            source,
+            parameters: crate::model::layout::parameter_count(cfg),
+            weights_file_bytes: engine.weights_file_bytes(),
+            resident_weights_bytes: engine.resident_weights_bytes(),
+        },
+        settings: Settings {
+            mode: opts.mode.to_string(),
+            pages: opts.pages.max(1),
+            new_tokens: opts.new_tokens,
+            runs: opts.runs,
+            dtype: format!("{:?}", opts.engine.dtype).to_lowercase(),
+        },
+        load_s,
+        preprocess_s: secs(&|o| o.timings.preprocess),
+        vision_s: secs(&|o| o.timings.vision),
+        prefill_s: secs(&|o| o.timings.prefill),
+        decode_tok_per_s: decode,
+        page_s: Stat::of(pages.iter().map(|(_, d)| d.as_secs_f64()).collect()),
+        prompt_tokens: first.as_ref().map(|o| o.prompt_tokens).unwrap_or(0),
+        image_tokens: first.as_ref().map(|o| o.image_tokens).unwrap_or(0),
+        kv_cache_bytes: first.as_ref().map(|o| o.kv_cache_bytes).unwrap_or(0),
+        predicted_peak_bytes: predicted,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
