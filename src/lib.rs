@@ -26,6 +26,7 @@ pub mod generate;
 
 pub mod bench;
 pub mod engine;
+pub mod parity;
 
 pub mod cli;
 
