@@ -6,9 +6,12 @@
 //!
 //! * per axis, weights of the cubic kernel (a = −0.5) whose support widens with the downscale
 //!   factor (antialiasing), normalised by their sum in f64, then turned into 22-bit fixed point;
-//! * a horizontal pass over only the source rows the vertical pass will read, stored as u8
-//!   (rounded and clamped), then a vertical pass; an axis whose size does not change is skipped;
-//! * same size in and out is a plain copy.
+//! * two passes, each stored as u8 (rounded and clamped); an axis whose size does not change
+//!   is skipped; same size in and out is a plain copy;
+//! * the order of the passes: see [`vertical_first`].
+//!
+//! The order matters for the result (the u8 rounding between the passes), and it changed in
+//! Pillow 13, which the reference goldens were made with.
 
 use image::RgbImage;
 
@@ -91,6 +94,22 @@ fn clip8(acc: i32) -> u8 {
 /// The rounding offset every accumulator starts from.
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
+/// Whether Pillow runs the vertical pass first for an `iw × ih → ow × oh` resize.
+///
+/// Pillow up to 12 always ran the horizontal pass first. Pillow 13 (python-pillow/Pillow
+/// PR #9549, "if height is scaled down significantly more than width, resize vertically
+/// first") runs the vertical pass first for pages whose height shrinks much more than their
+/// width. The exact condition of the released code was not available; this one is inferred
+/// from the reference goldens and reproduces all 34 resizes in them byte for byte (tall
+/// receipts go vertical first, A4-like pages, squares and wide pages horizontal first):
+/// the height shrinks, and by more than twice as many pixels as the width does (always
+/// when the width grows, as in the PR's first version).
+pub fn vertical_first(iw: u32, ih: u32, ow: u32, oh: u32) -> bool {
+    let height_loss = i64::from(ih) - i64::from(oh);
+    let width_loss = i64::from(iw) - i64::from(ow);
+    height_loss > 0 && height_loss > 2 * width_loss
+}
+
 /// Resizes an RGB image to `width × height` exactly as Pillow's `resize(..., BICUBIC)` does.
 ///
 /// A zero target side yields an empty image (Pillow would refuse it; callers avoid it).
@@ -102,32 +121,44 @@ pub fn resize_bicubic(src: &RgbImage, width: u32, height: u32) -> RgbImage {
     if width == 0 || height == 0 || sw == 0 || sh == 0 {
         return RgbImage::new(width, height);
     }
-    let (sw, sh, ow, oh) = (sw as usize, sh as usize, width as usize, height as usize);
-    let vert = AxisTaps::new(sh, oh);
-    let src = src.as_raw();
-
-    // Horizontal pass over only the rows the vertical pass will read.
-    let (rows, row_offset, mid_w) = if sw != ow {
-        let first = vert.start[0];
-        let last = vert.start[oh - 1] + vert.len[oh - 1];
-        let horiz = AxisTaps::new(sw, ow);
-        let mut out = vec![0u8; (last - first) * ow * 3];
-        for (r, out_row) in out.chunks_exact_mut(ow * 3).enumerate() {
-            let in_row = &src[(first + r) * sw * 3..(first + r + 1) * sw * 3];
-            horizontal_row(in_row, out_row, &horiz);
-        }
-        (std::borrow::Cow::Owned(out), first, ow)
+    let out = if sw != width && sh != height && vertical_first(sw, sh, width, height) {
+        let vert = AxisTaps::new(sh as usize, height as usize);
+        let mid = vertical_pass(src.as_raw(), sw as usize, 0, &vert, height as usize);
+        horizontal_pass(&mid, sw as usize, width as usize, 0, height as usize)
     } else {
-        (std::borrow::Cow::Borrowed(src.as_slice()), 0, sw)
-    };
-
-    let out = if sh != oh {
-        vertical_pass(&rows, mid_w, row_offset, &vert, oh)
-    } else {
-        rows.into_owned()
+        horizontal_then_vertical(src, width as usize, height as usize)
     };
     // The buffer length is exactly width × height × 3 by construction.
     RgbImage::from_raw(width, height, out).unwrap_or_else(|| RgbImage::new(width, height))
+}
+
+/// Pillow's classic order: a horizontal pass over only the source rows the vertical pass
+/// will read, then the vertical pass.
+fn horizontal_then_vertical(src: &RgbImage, ow: usize, oh: usize) -> Vec<u8> {
+    let (sw, sh) = (src.width() as usize, src.height() as usize);
+    let vert = AxisTaps::new(sh, oh);
+    let src = src.as_raw();
+    if sw == ow {
+        return vertical_pass(src, sw, 0, &vert, oh);
+    }
+    let first = vert.start[0];
+    let last = vert.start[oh - 1] + vert.len[oh - 1];
+    let rows = horizontal_pass(src, sw, ow, first, last - first);
+    if sh == oh {
+        return rows;
+    }
+    vertical_pass(&rows, ow, first, &vert, oh)
+}
+
+/// Horizontal pass of `rows` source rows starting at row `first` of a `sw`-wide buffer.
+fn horizontal_pass(src: &[u8], sw: usize, ow: usize, first: usize, rows: usize) -> Vec<u8> {
+    let horiz = AxisTaps::new(sw, ow);
+    let mut out = vec![0u8; rows * ow * 3];
+    for (r, out_row) in out.chunks_exact_mut(ow * 3).enumerate() {
+        let in_row = &src[(first + r) * sw * 3..(first + r + 1) * sw * 3];
+        horizontal_row(in_row, out_row, &horiz);
+    }
+    out
 }
 
 /// One output row of the horizontal pass.
@@ -204,6 +235,28 @@ mod tests {
             assert_eq!(out.dimensions(), (w, h));
             assert!(out.pixels().all(|p| p.0 == [10, 200, 77]));
         }
+    }
+
+    #[test]
+    fn pass_order() {
+        // Tall receipts shrinking: vertical first (golden-preprocess cases).
+        assert!(vertical_first(564, 1968, 293, 1024));
+        assert!(vertical_first(282, 1044, 512, 512));
+        assert!(vertical_first(282, 1032, 280, 1024));
+        // A4-like, square and wide pages, and upscales: horizontal first.
+        assert!(!vertical_first(850, 1100, 791, 1024));
+        assert!(!vertical_first(850, 1100, 512, 512));
+        assert!(!vertical_first(1400, 1400, 1024, 1024));
+        assert!(!vertical_first(3000, 700, 1024, 239));
+        assert!(!vertical_first(282, 960, 301, 1024));
+    }
+
+    #[test]
+    fn both_orders_agree_on_constant_images() {
+        let src = RgbImage::from_pixel(100, 400, image::Rgb([9, 99, 199]));
+        let out = resize_bicubic(&src, 60, 100);
+        assert!(vertical_first(100, 400, 60, 100));
+        assert!(out.pixels().all(|p| p.0 == [9, 99, 199]));
     }
 
     #[test]
