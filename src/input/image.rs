@@ -86,7 +86,7 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
         )
     })?;
     if !format.reading_enabled() {
-        return Err(Error::input(source, format!("{format:?} images are not supported"), format!("convert the file to one of {SUPPORTED}")));
+        return Err(Error::input(source, format!("{} images are not supported", name(format)), format!("convert the file to one of {SUPPORTED}")));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     // Our own pixel limit replaces the crate's allocation limit (checked just below).
@@ -120,20 +120,25 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
     Ok(apply_orientation(rgb, orientation))
 }
 
+/// The usual upper-case name of a format ("PNG", "JPEG", "WEBP").
+fn name(format: ImageFormat) -> String {
+    format!("{format:?}").to_uppercase()
+}
+
 const HINT_CORRUPT: &str = "the file is damaged or incomplete; open it in an image viewer, re-save it as PNG or JPEG, or download it again";
 
 fn decode_error(source: &Path, format: ImageFormat, e: &image::ImageError) -> Error {
     use image::ImageError as E;
     match e {
         E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => truncated(source, format),
-        E::Unsupported(u) => Error::input(source, format!("unsupported {format:?} variant: {u}"), format!("re-save the image as PNG or JPEG (supported: {SUPPORTED})")),
+        E::Unsupported(u) => Error::input(source, format!("unsupported {} variant: {u}", name(format)), format!("re-save the image as PNG or JPEG (supported: {SUPPORTED})")),
         E::Limits(l) => Error::input(source, format!("image too large to decode: {l}"), "reduce the image's resolution"),
-        _ => Error::input(source, format!("corrupt or truncated {format:?} data: {e}"), HINT_CORRUPT),
+        _ => Error::input(source, format!("corrupt or truncated {} data: {e}", name(format)), HINT_CORRUPT),
     }
 }
 
 fn truncated(source: &Path, format: ImageFormat) -> Error {
-    Error::input(source, format!("truncated {format:?} file (the image data ends early)"), HINT_CORRUPT)
+    Error::input(source, format!("truncated {} file (the image data ends early)", name(format)), HINT_CORRUPT)
 }
 
 /// Refuses empty images and images over the pixel limit, from header dimensions.
