@@ -279,3 +279,32 @@ fn mini_golden_cases_preprocess_exactly() {
         eprintln!("{name}: global + {} tiles exact, {} image tokens", p.tiles.len(), p.num_image_tokens);
     }
 }
+
+#[test]
+fn debug_preprocess_command_writes_the_golden_views() {
+    use deepseek_ocr::cli::debug_preprocess::{run, Args, Compat};
+    let shared = shared_or_skip!();
+    let case = shared.join("golden-preprocess/gray16_png/gundam");
+    let out = tempfile::tempdir().expect("tempdir");
+    let args = Args {
+        image: shared.join("golden-preprocess/gray16_png/input.png"),
+        mode: Mode::GUNDAM,
+        out: out.path().to_path_buf(),
+        compat: Some(Compat::Pillow),
+    };
+    run(args).expect("debug preprocess");
+    let g = json(&case.join("golden.json"));
+    let report = json(&out.path().join("preprocess.json"));
+    assert_eq!(report["num_image_tokens"], g["num_image_tokens"]);
+    assert_eq!(report["tile_grid"], g["tiling"]["tile_grid"]);
+    assert_eq!(report["global_view_geometry"]["offset_xy"], g["global_view_geometry"]["offset_xy"]);
+    assert_eq!(report["global_view_geometry"]["resized_wh"], g["global_view_geometry"]["resized_wh"]);
+    assert_eq!(png(&out.path().join("decoded_rgb.png")), png(&shared.join("golden-preprocess/gray16_png/decoded_rgb.png")));
+    for (k, want) in golden_views(&case, &g).iter().enumerate() {
+        let name = if k == 0 { "global_view.png".to_string() } else { format!("tile_{:02}.png", k - 1) };
+        assert_eq!(&png(&out.path().join(&name)), want, "{name}");
+    }
+    // A missing input is an error, not a panic.
+    let bad = Args { image: out.path().join("missing.png"), mode: Mode::GUNDAM, out: out.path().join("x"), compat: None };
+    assert!(run(bad).is_err());
+}
