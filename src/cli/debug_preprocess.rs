@@ -1,6 +1,17 @@
 //! `dsocr debug preprocess IMAGE --mode MODE --out DIR [--compat pillow]`
+//!
+//! Writes what the engine feeds the vision encoder, for comparison with the reference:
+//! `decoded_rgb.png` (decoded, oriented RGB page), `global_view.png`, `tile_NN.png`
+//! (row-major) and `preprocess.json` (mode, sizes, tile grid, token count, pad geometry).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use image::RgbImage;
+use serde_json::json;
+
+use crate::input::image::{load_image, Bits16, LoadOptions};
+use crate::vision::preprocess::{global_geometry, preprocess, GlobalGeometry};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -25,7 +36,74 @@ pub enum Compat {
     Pillow,
 }
 
+fn save(img: &RgbImage, dir: &Path, name: &str) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    img.save_with_format(&path, image::ImageFormat::Png).with_context(|| format!("{}: cannot write", path.display()))
+}
+
 /// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("debug preprocess: not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let bits16 = match args.compat {
+        Some(Compat::Pillow) => Bits16::PillowClamp,
+        None => Bits16::Scale,
+    };
+    let opts = LoadOptions { bits16, ..LoadOptions::default() };
+    let page = load_image(&args.image, &opts)?;
+    let p = preprocess(&page, args.mode);
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    save(&page, &args.out, "decoded_rgb.png")?;
+    save(&p.global, &args.out, "global_view.png")?;
+    let mut tiles = Vec::new();
+    for (k, tile) in p.tiles.iter().enumerate() {
+        let name = format!("tile_{k:02}.png");
+        save(tile, &args.out, &name)?;
+        let (row, col) = (k / p.grid.0, k % p.grid.0);
+        tiles.push(json!({ "file": name, "tile_row_col": [row, col] }));
+    }
+
+    let (w, h) = p.image_size;
+    let geometry = match global_geometry(args.mode, w, h) {
+        GlobalGeometry::Squash { side } => json!({ "kind": "squash", "resized_wh": [side, side], "offset_xy": [0, 0] }),
+        GlobalGeometry::Pad(g) => json!({
+            "kind": "pad",
+            "resized_wh": [g.resized.0, g.resized.1],
+            "offset_xy": [g.offset.0, g.offset.1],
+            "offset_before_rounding_xy": [g.offset_before_rounding.0, g.offset_before_rounding.1],
+            "pad_rgb": [127, 127, 127],
+        }),
+    };
+    let report = json!({
+        "image": args.image.display().to_string(),
+        "mode": {
+            "name": args.mode.name(),
+            "base_size": args.mode.base_size,
+            "image_size": args.mode.image_size,
+            "crop_mode": args.mode.crop,
+            "max_tiles": args.mode.max_tiles,
+        },
+        "compat": if args.compat.is_some() { "pillow" } else { "default" },
+        "decoded_size_wh": [w, h],
+        "global_view": { "file": "global_view.png", "size_wh": [p.global.width(), p.global.height()] },
+        "global_view_geometry": geometry,
+        "tile_grid": { "width_tiles": p.grid.0, "height_tiles": p.grid.1 },
+        "images_spatial_crop": [p.grid.0, p.grid.1],
+        "n_tiles": p.tiles.len(),
+        "tiles": tiles,
+        "num_image_tokens": p.num_image_tokens,
+    });
+    let path = args.out.join("preprocess.json");
+    let text = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+    eprintln!(
+        "{}: {w}x{h}, mode {}, grid {}x{}, {} tiles, {} image tokens -> {}",
+        args.image.display(),
+        args.mode,
+        p.grid.0,
+        p.grid.1,
+        p.tiles.len(),
+        p.num_image_tokens,
+        args.out.display()
+    );
+    Ok(())
 }

@@ -4,3 +4,6 @@ pub mod mode;
 
 pub use mode::Mode;
 pub mod normalize;
+pub mod preprocess;
+pub mod resize;
+pub mod tiles;
