@@ -4,3 +4,9 @@ pub mod mode;
 
 pub use mode::Mode;
 pub mod normalize;
+pub mod pos_interp;
+pub mod sam;
+pub mod clip;
+pub mod projector;
+pub mod layout;
+pub mod encoder;
