@@ -64,28 +64,40 @@ impl Attention {
         let n_rep = self.num_heads / self.num_kv_heads;
         let k_all = candle_transformers::utils::repeat_kv(k_all, n_rep)?;
         let v_all = candle_transformers::utils::repeat_kv(v_all, n_rep)?;
-        let k_t = k_all.t()?;
-
         let total = start + len;
-        let chunk = (SCORE_ELEMS_PER_CHUNK / (self.num_heads * total)).clamp(1, len);
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut outs = Vec::with_capacity(len.div_ceil(chunk));
-        let mut c0 = 0;
-        while c0 < len {
-            let rows = chunk.min(len - c0);
-            let qc = q.narrow(2, c0, rows)?;
-            let scores = (qc.matmul(&k_t)? * scale)?.to_dtype(DType::F32)?;
-            let scores = match causal_mask(start + c0, rows, total, x.device())? {
-                Some(mask) => scores.broadcast_add(&mask)?,
-                None => scores,
-            };
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v_all.dtype())?;
-            outs.push(probs.matmul(&v_all)?);
-            c0 += rows;
-        }
-        let out = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 2)? };
+        let chunk = (SCORE_ELEMS_PER_CHUNK / (self.num_heads * total)).max(1);
+        let out = attend(&q, &k_all, &v_all, start, chunk)?;
         let out = out.transpose(1, 2)?.reshape((len, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
+    }
+}
+
+/// Causal attention of `q` `(1, H, L, d)` at positions `start ..` over all cached keys and
+/// values `(1, H, start + L, d)`, `chunk` query rows at a time. Returns `(1, H, L, d)`.
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, chunk: usize) -> Result<Tensor> {
+    let (_, _, len, head_dim) = q.dims4()?;
+    let total = k.dim(2)?;
+    let k_t = k.t()?;
+    let chunk = chunk.clamp(1, len.max(1));
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let mut outs = Vec::with_capacity(len.div_ceil(chunk));
+    let mut c0 = 0;
+    while c0 < len {
+        let rows = chunk.min(len - c0);
+        let qc = q.narrow(2, c0, rows)?;
+        let scores = (qc.matmul(&k_t)? * scale)?.to_dtype(DType::F32)?;
+        let scores = match causal_mask(start + c0, rows, total, q.device())? {
+            Some(mask) => scores.broadcast_add(&mask)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        outs.push(probs.matmul(v)?);
+        c0 += rows;
+    }
+    if outs.len() == 1 {
+        Ok(outs.remove(0))
+    } else {
+        Tensor::cat(&outs, 2)
     }
 }
 
@@ -103,4 +115,47 @@ fn causal_mask(first: usize, rows: usize, total: usize, device: &candle_core::De
         }
     }
     Ok(Some(Tensor::from_vec(m, (1, 1, rows, total), device)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Reference: one query at a time against its visible keys, softmax by hand.
+    fn naive(q: &[Vec<f32>], k: &[Vec<f32>], v: &[Vec<f32>], start: usize) -> Vec<Vec<f32>> {
+        let d = q[0].len();
+        q.iter()
+            .enumerate()
+            .map(|(i, qi)| {
+                let visible = start + i + 1;
+                let s: Vec<f32> = (0..visible)
+                    .map(|j| qi.iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f32>() / (d as f32).sqrt())
+                    .collect();
+                let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f32 = e.iter().sum();
+                (0..d).map(|c| (0..visible).map(|j| e[j] / z * v[j][c]).sum()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunked_causal_attention_matches_naive() {
+        let dev = Device::Cpu;
+        let (start, len, d) = (3usize, 7usize, 4usize);
+        let total = start + len;
+        let gen = |seed: u32, rows: usize| -> Vec<Vec<f32>> {
+            (0..rows).map(|r| (0..d).map(|c| ((((r * 7 + c * 3 + 1) as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()).collect()
+        };
+        let (qv, kv, vv) = (gen(1, len), gen(2, total), gen(3, total));
+        let t = |m: &Vec<Vec<f32>>| Tensor::new(m.clone(), &dev).unwrap().reshape((1, 1, m.len(), d)).unwrap();
+        let want = naive(&qv, &kv, &vv, start);
+        for chunk in [1, 2, 3, 7, 100] {
+            let got: Vec<Vec<f32>> = attend(&t(&qv), &t(&kv), &t(&vv), start, chunk).unwrap().squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+            for (a, b) in got.iter().flatten().zip(want.iter().flatten()) {
+                assert!((a - b).abs() < 1e-5, "chunk {chunk}: {a} vs {b}");
+            }
+        }
+    }
 }
