@@ -108,3 +108,22 @@ fn missing_or_corrupt_tokenizer_is_a_model_error() {
     std::fs::write(&path, [0xffu8, 0xfe, 0x00]).unwrap();
     assert!(matches!(Tokenizer::from_file(&path), Err(Error::Model { .. })));
 }
+
+#[test]
+fn output_text_and_vllm_whitelist_from_the_tokenizer() {
+    use deepseek_ocr::generate::ngram::vllm_guard;
+    use deepseek_ocr::generate::NgramGuard;
+    let shared = shared_or_skip!();
+    let real = Tokenizer::from_model_dir(&shared.join("tokenizer")).unwrap();
+    let mini = Tokenizer::from_model_dir(&shared.join("golden/mini")).unwrap();
+    assert_eq!(vllm_guard(&real, 30, 90), NgramGuard::Vllm { size: 30, window: 90, whitelist: vec![128821, 128822] });
+    assert_eq!(vllm_guard(&mini, 20, 50), NgramGuard::Vllm { size: 20, window: 50, whitelist: vec![4006, 4007] });
+    // "Hello world.<EOS>" → EOS text removed, whitespace stripped; an EOS mid-text stays.
+    let hello = real.encode_plain("\n Hello world.").unwrap();
+    let mut ids = hello.clone();
+    ids.push(1);
+    assert_eq!(real.decode_output(&ids, 1).unwrap(), "Hello world.");
+    let mut mid = vec![1];
+    mid.extend(&hello);
+    assert_eq!(real.decode_output(&mid, 1).unwrap(), "<｜end▁of▁sentence｜>\n Hello world.");
+}

@@ -7,6 +7,16 @@
 //!   whitelisted ids (`<td>`, `</td>`) are never banned.
 
 use crate::generate::options::NgramGuard;
+use crate::text::Tokenizer;
+
+/// Table-cell tokens the vLLM guard never bans (V-NG comments them as `<td>, </td>`).
+pub const VLLM_WHITELIST_TOKENS: [&str; 2] = ["<td>", "</td>"];
+
+/// The vLLM guard with its whitelist ids looked up in `tokenizer` (tokens it lacks are skipped).
+pub fn vllm_guard(tokenizer: &Tokenizer, size: usize, window: usize) -> NgramGuard {
+    let whitelist = VLLM_WHITELIST_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+    NgramGuard::Vllm { size, window, whitelist }
+}
 
 /// Ids banned for the next step by the HF guard of size `n` over the whole sequence `seq`.
 ///

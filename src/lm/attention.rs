@@ -9,7 +9,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::lm::rope::Rope;
+use crate::lm::rope::apply_tables;
 use crate::memory::KvCache;
 use crate::model::config::LmConfig;
 use crate::nn::Linear;
@@ -47,9 +47,10 @@ impl Attention {
         })
     }
 
-    /// `x` `(L, D)` holds positions `cache.len() .. cache.len() + L`. Writes this layer's
-    /// K/V rows into `cache` (the caller advances the cache after the last layer).
-    pub fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+    /// `x` `(L, D)` holds positions `cache.len() .. cache.len() + L`; `rope` holds the
+    /// `(cos, sin)` tables of those positions. Writes this layer's K/V rows into `cache`
+    /// (the caller advances the cache after the last layer).
+    pub fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), cache: &mut KvCache, layer: usize) -> Result<Tensor> {
         let (len, _) = x.dims2()?;
         let start = cache.len();
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
@@ -58,8 +59,8 @@ impl Attention {
         let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
-        let q = rope.apply(&q, start)?;
-        let k = rope.apply(&k, start)?;
+        let q = apply_tables(&q, &rope.0, &rope.1)?;
+        let k = apply_tables(&k, &rope.0, &rope.1)?;
         let (k_all, v_all) = cache.write(layer, &k, &v)?;
         let n_rep = self.num_heads / self.num_kv_heads;
         let k_all = candle_transformers::utils::repeat_kv(k_all, n_rep)?;

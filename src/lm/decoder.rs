@@ -54,8 +54,9 @@ impl DecoderLayer {
         })
     }
 
-    /// `x` `(L, D)` → `(L, D)`; writes this layer's K/V into `cache`.
-    pub fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, taps: &mut Taps) -> Result<Tensor> {
+    /// `x` `(L, D)` → `(L, D)`; `rope` = `(cos, sin)` of the positions; writes this layer's
+    /// K/V into `cache`.
+    pub fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), cache: &mut KvCache, taps: &mut Taps) -> Result<Tensor> {
         let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache, self.index)?)?;
         let n = self.post_attention_layernorm.forward(&h)?;
         let f = match &self.ffn {
@@ -168,8 +169,9 @@ impl DeepseekV2 {
             ));
         }
         let mut x = inputs_embeds.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let rope = self.rope.tables(cache.len(), len)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &self.rope, cache, taps)?;
+            x = layer.forward(&x, &rope, cache, taps)?;
             taps.put(format!("layer{}_out", layer.index), &x);
         }
         cache.advance(len)?;

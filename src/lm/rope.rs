@@ -67,10 +67,15 @@ impl Rope {
 
     /// Rotates `x` `(1, heads, len, d)` whose rows sit at positions `start ..`.
     pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
-        let len = x.dim(2)?;
-        let (cos, sin) = self.tables(start, len)?;
-        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+        let (cos, sin) = self.tables(start, x.dim(2)?)?;
+        apply_tables(x, &cos, &sin)
     }
+}
+
+/// Rotates `x` `(1, heads, len, d)` with `(len, d/2)` tables from [`Rope::tables`]
+/// (one pair of tables serves every layer of a forward pass).
+pub fn apply_tables(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)
 }
 
 #[cfg(test)]

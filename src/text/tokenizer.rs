@@ -52,6 +52,18 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(|e| self.failure("decode", e))
     }
 
+    /// The final text of generated `ids` as HF `infer` returns it: decoded with special
+    /// tokens kept, the EOS string removed from the end, surrounding whitespace stripped.
+    pub fn decode_output(&self, ids: &[u32], eos: u32) -> Result<String> {
+        let text = self.decode(ids)?;
+        let eos_text = self.id_to_token(eos).unwrap_or_default();
+        let text = match text.strip_suffix(eos_text.as_str()) {
+            Some(t) if !eos_text.is_empty() => t,
+            _ => text.as_str(),
+        };
+        Ok(text.trim().to_string())
+    }
+
     /// The id of a token string (added tokens included), if it exists.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
