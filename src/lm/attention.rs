@@ -1,0 +1,162 @@
+//! Decoder self-attention: plain multi-head attention with RoPE and a causal mask.
+//!
+//! With `use_mla = false` the reference runs transformers' Llama attention (spec §7.3,
+//! trap 8): q/k/v/o projections without bias, half-split RoPE on q and k, scores scaled
+//! by `head_dim^-0.5`, softmax in f32. Keys and values go into the preallocated
+//! [`KvCache`] in place; queries are processed in chunks so a long prefill never holds
+//! the full `heads × L × L` score matrix.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::lm::rope::apply_tables;
+use crate::memory::KvCache;
+use crate::model::config::LmConfig;
+use crate::nn::Linear;
+
+/// Largest number of score elements (heads × query rows × keys) one chunk may hold.
+const SCORE_ELEMS_PER_CHUNK: usize = 1 << 22;
+
+/// Multi-head self-attention of one decoder layer.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` from `vb` (`…self_attn`).
+    pub fn load(vb: VarBuilder, cfg: &LmConfig) -> Result<Self> {
+        let (d, h, kv, hd) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        if kv == 0 || h % kv != 0 {
+            candle_core::bail!("{h} attention heads are not a multiple of {kv} key/value heads")
+        }
+        Ok(Self {
+            q_proj: Linear::load(vb.pp("q_proj"), d, h * hd, false)?,
+            k_proj: Linear::load(vb.pp("k_proj"), d, kv * hd, false)?,
+            v_proj: Linear::load(vb.pp("v_proj"), d, kv * hd, false)?,
+            o_proj: Linear::load(vb.pp("o_proj"), h * hd, d, false)?,
+            num_heads: h,
+            num_kv_heads: kv,
+            head_dim: hd,
+        })
+    }
+
+    /// `x` `(L, D)` holds positions `cache.len() .. cache.len() + L`; `rope` holds the
+    /// `(cos, sin)` tables of those positions. Writes this layer's K/V rows into `cache`
+    /// (the caller advances the cache after the last layer).
+    pub fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+        let (len, _) = x.dims2()?;
+        let start = cache.len();
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            t.reshape((1, len, n, self.head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
+        let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
+        let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let q = apply_tables(&q, &rope.0, &rope.1)?;
+        let k = apply_tables(&k, &rope.0, &rope.1)?;
+        let (k_all, v_all) = cache.write(layer, &k, &v)?;
+        let n_rep = self.num_heads / self.num_kv_heads;
+        let k_all = candle_transformers::utils::repeat_kv(k_all, n_rep)?;
+        let v_all = candle_transformers::utils::repeat_kv(v_all, n_rep)?;
+        let total = start + len;
+        let chunk = (SCORE_ELEMS_PER_CHUNK / (self.num_heads * total)).max(1);
+        let out = attend(&q, &k_all, &v_all, start, chunk)?;
+        let out = out.transpose(1, 2)?.reshape((len, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// Causal attention of `q` `(1, H, L, d)` at positions `start ..` over all cached keys and
+/// values `(1, H, start + L, d)`, `chunk` query rows at a time. Returns `(1, H, L, d)`.
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, chunk: usize) -> Result<Tensor> {
+    let (_, _, len, head_dim) = q.dims4()?;
+    let total = k.dim(2)?;
+    let k_t = k.t()?;
+    let chunk = chunk.clamp(1, len.max(1));
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let mut outs = Vec::with_capacity(len.div_ceil(chunk));
+    let mut c0 = 0;
+    while c0 < len {
+        let rows = chunk.min(len - c0);
+        let qc = q.narrow(2, c0, rows)?;
+        let scores = (qc.matmul(&k_t)? * scale)?.to_dtype(DType::F32)?;
+        let scores = match causal_mask(start + c0, rows, total, q.device())? {
+            Some(mask) => scores.broadcast_add(&mask)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        outs.push(probs.matmul(v)?);
+        c0 += rows;
+    }
+    if outs.len() == 1 {
+        Ok(outs.remove(0))
+    } else {
+        Tensor::cat(&outs, 2)
+    }
+}
+
+/// Additive mask `(1, 1, rows, total)` for query rows at positions `first ..`: key `j` is
+/// visible to the query at position `p` iff `j <= p`. `None` when every key is visible.
+fn causal_mask(first: usize, rows: usize, total: usize, device: &candle_core::Device) -> Result<Option<Tensor>> {
+    if first + rows >= total && rows == 1 {
+        return Ok(None);
+    }
+    let mut m = vec![0f32; rows * total];
+    for r in 0..rows {
+        let p = first + r;
+        for v in &mut m[r * total + p + 1..(r + 1) * total] {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    Ok(Some(Tensor::from_vec(m, (1, 1, rows, total), device)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Reference: one query at a time against its visible keys, softmax by hand.
+    fn naive(q: &[Vec<f32>], k: &[Vec<f32>], v: &[Vec<f32>], start: usize) -> Vec<Vec<f32>> {
+        let d = q[0].len();
+        q.iter()
+            .enumerate()
+            .map(|(i, qi)| {
+                let visible = start + i + 1;
+                let s: Vec<f32> = (0..visible)
+                    .map(|j| qi.iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f32>() / (d as f32).sqrt())
+                    .collect();
+                let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f32 = e.iter().sum();
+                (0..d).map(|c| (0..visible).map(|j| e[j] / z * v[j][c]).sum()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunked_causal_attention_matches_naive() {
+        let dev = Device::Cpu;
+        let (start, len, d) = (3usize, 7usize, 4usize);
+        let total = start + len;
+        let gen = |seed: u32, rows: usize| -> Vec<Vec<f32>> {
+            (0..rows).map(|r| (0..d).map(|c| ((((r * 7 + c * 3 + 1) as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()).collect()
+        };
+        let (qv, kv, vv) = (gen(1, len), gen(2, total), gen(3, total));
+        let t = |m: &Vec<Vec<f32>>| Tensor::new(m.clone(), &dev).unwrap().reshape((1, 1, m.len(), d)).unwrap();
+        let want = naive(&qv, &kv, &vv, start);
+        for chunk in [1, 2, 3, 7, 100] {
+            let got: Vec<Vec<f32>> = attend(&t(&qv), &t(&kv), &t(&vv), start, chunk).unwrap().squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+            for (a, b) in got.iter().flatten().zip(want.iter().flatten()) {
+                assert!((a - b).abs() < 1e-5, "chunk {chunk}: {a} vs {b}");
+            }
+        }
+    }
+}

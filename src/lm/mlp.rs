@@ -1,0 +1,35 @@
+//! SwiGLU feed-forward block: `down(silu(gate(x)) ⊙ up(x))`, no biases.
+//!
+//! Used for the dense layer 0, for every routed expert and for the shared experts.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::nn::Linear;
+
+/// A SwiGLU MLP `hidden → intermediate → hidden`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    /// Loads `gate_proj`, `up_proj`, `down_proj` from `vb`.
+    pub fn load(vb: VarBuilder, hidden: usize, intermediate: usize) -> Result<Self> {
+        Ok(Self {
+            gate_proj: Linear::load(vb.pp("gate_proj"), hidden, intermediate, false)?,
+            up_proj: Linear::load(vb.pp("up_proj"), hidden, intermediate, false)?,
+            down_proj: Linear::load(vb.pp("down_proj"), intermediate, hidden, false)?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        let up = self.up_proj.forward(x)?;
+        self.down_proj.forward(&(gate * up)?)
+    }
+}

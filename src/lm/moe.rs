@@ -1,0 +1,84 @@
+//! Mixture-of-experts feed-forward block (layers 1.. of the decoder).
+//!
+//! `FFN(x) = Σ_k w_k · E_{id_k}(x) + shared(x)` (spec §7.5). Tokens are grouped by expert,
+//! so each selected expert runs once on all of its rows (one GEMM per expert at prefill)
+//! and experts nobody chose are never touched; at decode only the few selected experts
+//! run. The weighted sum is accumulated in f32 and cast to the model dtype once, as the
+//! reference does.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::lm::mlp::Mlp;
+use crate::lm::router::{Router, Routing};
+use crate::model::config::LmConfig;
+use crate::nn::taps::Taps;
+
+/// Routed experts plus the always-on shared experts.
+#[derive(Debug, Clone)]
+pub struct Moe {
+    router: Router,
+    experts: Vec<Mlp>,
+    shared: Option<Mlp>,
+}
+
+impl Moe {
+    /// Loads `gate`, `experts.N` and `shared_experts` from `vb` (`…mlp`).
+    pub fn load(vb: VarBuilder, cfg: &LmConfig) -> Result<Self> {
+        let router = Router::load(vb.pp("gate"), cfg)?;
+        let experts = (0..cfg.n_routed_experts)
+            .map(|e| Mlp::load(vb.pp("experts").pp(e), cfg.hidden_size, cfg.moe_intermediate_size))
+            .collect::<Result<Vec<_>>>()?;
+        let shared = if cfg.n_shared_experts > 0 {
+            Some(Mlp::load(vb.pp("shared_experts"), cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)?)
+        } else {
+            None
+        };
+        Ok(Self { router, experts, shared })
+    }
+
+    /// `x` `(L, D)` → `(L, D)`. Records `moe_l{layer}_topk_weight` / `_topk_idx` in `taps`.
+    pub fn forward(&self, x: &Tensor, layer: usize, taps: &mut Taps) -> Result<Tensor> {
+        let (len, dim) = x.dims2()?;
+        let routing = self.router.route(x)?;
+        if taps.enabled() {
+            let k = routing.top_k;
+            taps.put(format!("moe_l{layer}_topk_weight"), &Tensor::from_vec(routing.weights.clone(), (len, k), x.device())?);
+            taps.put(format!("moe_l{layer}_topk_idx"), &Tensor::from_vec(routing.ids.clone(), (len, k), x.device())?);
+        }
+        let mut acc = Tensor::zeros((len, dim), DType::F32, x.device())?;
+        for (expert, (rows, weights)) in group_by_expert(&routing, self.experts.len()).into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let Some(mlp) = self.experts.get(expert) else {
+                candle_core::bail!("router chose expert {expert}, which does not exist")
+            };
+            let n = rows.len();
+            let rows = Tensor::from_vec(rows, n, x.device())?;
+            let w = Tensor::from_vec(weights, (n, 1), x.device())?;
+            let out = mlp.forward(&x.index_select(&rows, 0)?)?.to_dtype(DType::F32)?;
+            acc = acc.index_add(&rows, &out.broadcast_mul(&w)?, 0)?;
+        }
+        let routed = acc.to_dtype(x.dtype())?;
+        match &self.shared {
+            Some(shared) => routed + shared.forward(x)?,
+            None => Ok(routed),
+        }
+    }
+}
+
+/// For each expert: the token rows routed to it and the matching weights.
+fn group_by_expert(r: &Routing, n_experts: usize) -> Vec<(Vec<u32>, Vec<f32>)> {
+    let mut groups = vec![(Vec::new(), Vec::new()); n_experts.max(1)];
+    for (slot, (&e, &w)) in r.ids.iter().zip(&r.weights).enumerate() {
+        let token = (slot / r.top_k) as u32;
+        // An out-of-range id gets its own group so `forward` can report it.
+        if e as usize >= groups.len() {
+            groups.resize(e as usize + 1, (Vec::new(), Vec::new()));
+        }
+        groups[e as usize].0.push(token);
+        groups[e as usize].1.push(w);
+    }
+    groups
+}
