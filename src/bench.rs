@@ -205,7 +205,7 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
         }
     };
     let image = match &opts.image {
-        Some(p) => image::open(p).map_err(|e| Error::input(p, e.to_string(), "pass a readable image"))?.to_rgb8(),
+        Some(p) => crate::input::image::load_image(p, &Default::default())?,
         None => synthetic_page(),
     };
     on_progress("loading model");

@@ -1,32 +1,54 @@
 //! The engine: loads a model folder once and runs pages through
 //! preprocessing → DeepEncoder → decoder → text.
+//!
+//! ```no_run
+//! use deepseek_ocr::{Engine, EngineOptions, Task};
+//! # fn main() -> deepseek_ocr::Result<()> {
+//! let engine = Engine::load("DeepSeek-OCR".as_ref(), EngineOptions::default())?;
+//! let page = deepseek_ocr::input::image::load_image("page.png".as_ref(), &Default::default())?;
+//! let out = engine.run(&page, &Task::Markdown)?;
+//! println!("{}", out.text);
+//! # Ok(())
+//! # }
+//! ```
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::generate::GenerateOptions;
-use crate::model::ModelConfig;
-use crate::text::Task;
+use crate::generate::{generate, GenerateOptions, TextStream};
+use crate::lm::{merge_image_embeddings, DeepseekV2};
+use crate::memory::plan::{kv_cache_bytes, lm_activation_bytes, vision_activation_bytes, OVERHEAD_BYTES};
+use crate::memory::MemoryPlan;
+use crate::model::{ModelConfig, Weights};
+use crate::nn::Taps;
+use crate::text::{build_prompt, Task, Tokenizer};
+use crate::vision::encoder::DeepEncoder;
+use crate::vision::normalize::views_to_tensor;
+use crate::vision::preprocess::{num_image_tokens, preprocess, tile_grid, Preprocessed};
 use crate::vision::Mode;
+
+pub use crate::generate::StopReason;
 
 /// Options fixed when the engine is loaded.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Where to compute (CPU by default).
     pub device: Device,
-    /// Compute dtype of the activations (f32 on CPU: the parity profile).
+    /// Compute dtype of weights and activations (f32 on CPU: the parity profile).
     pub dtype: DType,
     /// Defaults used by [`Engine::run`].
     pub defaults: RunOptions,
+    /// Refuse a page whose predicted peak memory exceeds this many bytes.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu, dtype: DType::F32, defaults: RunOptions::default() }
+        Self { device: Device::Cpu, dtype: DType::F32, defaults: RunOptions::default(), memory_budget: None }
     }
 }
 
@@ -38,26 +60,16 @@ pub struct RunOptions {
     pub generate: GenerateOptions,
 }
 
-/// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The model produced the end-of-sentence token.
-    Eos,
-    /// The maximum number of new tokens was reached.
-    MaxTokens,
-    /// The streaming callback asked to stop.
-    Cancelled,
-}
-
 /// Wall-clock time of each stage of one page.
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
     pub preprocess: Duration,
     pub vision: Duration,
+    /// Prompt pass up to the first chosen token.
     pub prefill: Duration,
+    /// All later decode steps.
     pub decode: Duration,
-    /// Tokens produced by the decode loop (after the first, which prefill yields).
+    /// Tokens produced by the decode steps (all generated tokens but the first).
     pub decode_tokens: usize,
 }
 
@@ -86,14 +98,50 @@ pub struct OcrOutput {
 pub struct Engine {
     config: ModelConfig,
     options: EngineOptions,
+    model_dir: PathBuf,
+    weights_file_bytes: u64,
+    encoder: DeepEncoder,
+    lm: DeepseekV2,
+    tokenizer: Tokenizer,
 }
 
 impl Engine {
     /// Loads a model folder (config.json, *.safetensors, tokenizer.json).
+    ///
+    /// The weights are validated against config.json first, so a mismatched or truncated
+    /// checkpoint fails here with the name of the tensor and file, not in the middle of a page.
     pub fn load(model_dir: &Path, options: EngineOptions) -> Result<Self> {
+        if !model_dir.is_dir() {
+            return Err(Error::model(
+                model_dir,
+                "is not a folder",
+                "pass the model folder (config.json, model*.safetensors, tokenizer.json)",
+            ));
+        }
         let config = ModelConfig::from_file(&model_dir.join("config.json"))?;
-        let _ = (config, options);
-        Err(Error::request("Engine::load is not implemented yet", "wait for the engine to land"))
+        let tokenizer = Tokenizer::from_model_dir(model_dir)?;
+        tokenizer.image_token_id(config.tokens.image)?;
+        let weights = Weights::from_model_dir(model_dir)?;
+        weights.validate(&config)?;
+        let vb = weights.var_builder(options.dtype, &options.device);
+        let encoder = DeepEncoder::load(vb.clone(), &config)?;
+        let lm = DeepseekV2::load(vb, &config.lm)?;
+        tracing::info!(
+            "loaded {} ({:.2} B parameters, {} on {:?})",
+            model_dir.display(),
+            crate::model::layout::parameter_count(&config) as f64 / 1e9,
+            format!("{:?}", options.dtype).to_lowercase(),
+            options.device
+        );
+        Ok(Engine {
+            weights_file_bytes: weights.total_bytes(),
+            config,
+            options,
+            model_dir: model_dir.to_path_buf(),
+            encoder,
+            lm,
+            tokenizer,
+        })
     }
 
     /// The model configuration.
@@ -106,19 +154,68 @@ impl Engine {
         &self.options
     }
 
-    /// Bytes of the weight files on disk.
-    pub fn weights_file_bytes(&self) -> u64 {
-        0
+    /// The model folder.
+    pub fn model_dir(&self) -> &Path {
+        &self.model_dir
     }
 
-    /// Bytes of weights the engine holds in memory (converted or packed copies).
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The vision encoder.
+    pub fn encoder(&self) -> &DeepEncoder {
+        &self.encoder
+    }
+
+    /// The language model.
+    pub fn language_model(&self) -> &DeepseekV2 {
+        &self.lm
+    }
+
+    /// Bytes of the weight files on disk.
+    pub fn weights_file_bytes(&self) -> u64 {
+        self.weights_file_bytes
+    }
+
+    /// Bytes of weights the engine holds in memory (all tensors but the unused CLIP patch
+    /// convolution, at the compute dtype).
     pub fn resident_weights_bytes(&self) -> u64 {
-        0
+        let unused = (self.config.clip.width * 3 * 14 * 14) as u64;
+        (crate::model::layout::parameter_count(&self.config) - unused) * self.options.dtype.size_in_bytes() as u64
+    }
+
+    /// The most positions a page may take (prompt + new tokens): the model's position limit.
+    pub fn max_positions(&self) -> usize {
+        self.config.lm.max_position_embeddings
+    }
+
+    /// KV-cache length for a prompt of `prompt_len` and `max_new_tokens` new tokens:
+    /// prompt + new tokens, capped at the position limit (as the official vLLM path does).
+    fn cache_len(&self, prompt_len: usize, max_new_tokens: usize) -> usize {
+        (prompt_len + max_new_tokens).min(self.max_positions())
     }
 
     /// The predicted peak memory of running one page of `image_size` with `opts`.
-    pub fn memory_plan(&self, _opts: &RunOptions, _image_size: (u32, u32)) -> Result<crate::memory::MemoryPlan> {
-        Ok(crate::memory::MemoryPlan::default())
+    pub fn memory_plan(&self, opts: &RunOptions, image_size: (u32, u32)) -> Result<MemoryPlan> {
+        let (w, h) = image_size;
+        let grid = tile_grid(opts.mode, w, h);
+        let image_tokens = num_image_tokens(opts.mode, grid);
+        // Prompt text is short; the image tokens dominate. 64 covers every preset.
+        let prompt_len = image_tokens + 64;
+        let ds = self.options.dtype.size_in_bytes();
+        let n_tiles = if grid.0 * grid.1 > 1 { grid.0 * grid.1 } else { 0 };
+        let global = if opts.mode.crop { opts.mode.base_size } else { opts.mode.image_size };
+        let vision = vision_activation_bytes(&self.config, global, 1, ds)
+            .max(vision_activation_bytes(&self.config, opts.mode.image_size, n_tiles, ds));
+        Ok(MemoryPlan {
+            weights: self.resident_weights_bytes(),
+            kv_cache: kv_cache_bytes(&self.config, self.cache_len(prompt_len, opts.generate.max_new_tokens), ds),
+            vision_activations: vision,
+            lm_activations: lm_activation_bytes(&self.config, prompt_len, ds),
+            overhead: OVERHEAD_BYTES,
+        })
     }
 
     /// Runs one page with the engine's default mode and generation settings.
@@ -133,8 +230,85 @@ impl Engine {
         self.run_with(image, &opts, Some(on_text))
     }
 
-    /// Runs one page with explicit options.
-    pub fn run_with(&self, _image: &RgbImage, _opts: &RunOptions, _on_text: Option<&mut dyn FnMut(&str)>) -> Result<OcrOutput> {
-        Err(Error::request("Engine::run is not implemented yet", "wait for the engine to land"))
+    /// Preprocesses a page and runs the vision encoder: the image embedding sequence
+    /// `(n_image_tokens, D)`, with the named stage tensors recorded in `taps`.
+    pub fn encode_image(&self, pre: &Preprocessed, taps: &mut Taps) -> Result<Tensor> {
+        let dev = &self.options.device;
+        let global = views_to_tensor(&[&pre.global], dev)?.to_dtype(self.options.dtype)?;
+        taps.put("pixel_values_global", &global);
+        let tiles = if pre.tiles.is_empty() {
+            None
+        } else {
+            let views: Vec<&RgbImage> = pre.tiles.iter().collect();
+            Some(views_to_tensor(&views, dev)?.to_dtype(self.options.dtype)?)
+        };
+        Ok(self.encoder.encode(&global, tiles.as_ref(), pre.grid, taps)?)
+    }
+
+    /// Runs one page with explicit options. `on_text` receives the text as it is generated.
+    pub fn run_with(&self, image: &RgbImage, opts: &RunOptions, on_text: Option<&mut dyn FnMut(&str)>) -> Result<OcrOutput> {
+        let plan = self.memory_plan(opts, image.dimensions())?;
+        plan.check(self.options.memory_budget)?;
+
+        let t0 = Instant::now();
+        let pre = preprocess(image, opts.mode);
+        let preprocess_time = t0.elapsed();
+
+        let t1 = Instant::now();
+        let mut taps = Taps::off();
+        let image_embeds = self.encode_image(&pre, &mut taps)?;
+        let vision_time = t1.elapsed();
+
+        let prompt = build_prompt(&self.tokenizer, &opts.task.prompt(), pre.num_image_tokens, &self.config.tokens, self.max_positions())?;
+        let ids = Tensor::new(prompt.ids.as_slice(), &self.options.device)?;
+        let embeds = merge_image_embeddings(&self.lm.embed(&ids)?, &prompt.image_mask, &image_embeds)?;
+        let mut cache = self.lm.new_cache(self.cache_len(prompt.len(), opts.generate.max_new_tokens))?;
+
+        let mut stream = TextStream::new(&self.tokenizer);
+        let mut sink = on_text;
+        let mut stream_err = None;
+        let mut on_token = |id: u32| -> bool {
+            if let Some(f) = sink.as_deref_mut() {
+                if id == self.config.tokens.eos {
+                    return true;
+                }
+                match stream.push(id) {
+                    Ok(Some(delta)) => f(&delta),
+                    Ok(None) => {}
+                    Err(e) => {
+                        stream_err = Some(e);
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+        let gen = generate(&self.lm, &embeds, &prompt.ids, &opts.generate, &mut cache, self.config.tokens.eos, &mut on_token)?;
+        if let Some(e) = stream_err {
+            return Err(e);
+        }
+        if let Some(f) = sink {
+            if let Some(rest) = stream.finish()? {
+                f(&rest);
+            }
+        }
+        let text = self.tokenizer.decode_output(&gen.ids, self.config.tokens.eos)?;
+        Ok(OcrOutput {
+            text,
+            prompt_tokens: prompt.len(),
+            image_tokens: pre.num_image_tokens,
+            image_size: pre.image_size,
+            tile_grid: pre.grid,
+            stop: gen.stop,
+            timings: Timings {
+                preprocess: preprocess_time,
+                vision: vision_time,
+                prefill: gen.prefill_time,
+                decode: gen.decode_time,
+                decode_tokens: gen.ids.len().saturating_sub(1),
+            },
+            kv_cache_bytes: cache.bytes(),
+            token_ids: gen.ids,
+        })
     }
 }
