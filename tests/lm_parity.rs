@@ -6,7 +6,8 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, max_abs_diff, Case};
 use deepseek_ocr::generate::{generate, GenerateOptions, NgramGuard, Sampling, StopReason};
-use deepseek_ocr::lm::{merge_image_embeddings, DeepseekV2};
+use deepseek_ocr::lm::{merge_image_embeddings, prompt_embeddings, DeepseekV2};
+use deepseek_ocr::text::PromptIds;
 use deepseek_ocr::nn::taps::Taps;
 use deepseek_ocr::{ModelConfig, Weights};
 
@@ -42,16 +43,24 @@ fn prefill_decode_and_greedy_match_goldens() {
         let text = model.embed(&Tensor::new(input_ids.as_slice(), &Device::Cpu).unwrap()).unwrap();
         let merged = merge_image_embeddings(&text, &mask, case.tensor("image_embeds")).unwrap();
         assert_close(&case, "inputs_embeds", &merged);
+        let prompt = PromptIds { ids: input_ids.clone(), image_mask: mask.clone() };
+        let via_prompt = prompt_embeddings(&model, &prompt, Some(case.tensor("image_embeds"))).unwrap();
+        assert_eq!(max_abs_diff(&via_prompt, &merged), 0.0);
+        // A count mismatch or missing image embeddings is an error, not a panic.
+        let short = case.tensor("image_embeds").narrow(0, 1, mask.iter().filter(|&&m| m).count() - 1).unwrap();
+        assert!(merge_image_embeddings(&text, &mask, &short).is_err());
+        assert!(prompt_embeddings(&model, &prompt, None).is_err());
 
         // Prefill with every tap.
         let mut cache = model.new_cache(seq + steps).unwrap();
         let mut taps = Taps::recording();
         let last = model.forward(embeds, &mut cache, &mut taps).unwrap();
         assert_eq!(cache.len(), seq);
-        for t in ["layer0_out", "layer1_out", "moe_l1_topk_weight", "final_hidden", "prefill_logits_last", "prefill_logits_max"] {
+        for t in ["layer0_out", "layer1_out", "moe_l1_topk_weight", "final_hidden", "prefill_logits_max"] {
             assert_close(&case, t, taps.get(t).unwrap_or_else(|| panic!("tap {t}")));
         }
         assert_close(&case, "prefill_logits_last", &last);
+        assert_eq!(max_abs_diff(&last, taps.get("prefill_logits_last").unwrap()), 0.0);
         if case.tensors.contains_key("prefill_logits") {
             assert_close(&case, "prefill_logits", taps.get("prefill_logits").expect("prefill_logits tap"));
         }
