@@ -129,7 +129,8 @@ impl DeepseekV2 {
     /// logits `(vocab)` of the last position. Records (when `taps` is recording)
     /// `layer{i}_out`, `moe_l{i}_topk_weight`/`_topk_idx`, `final_hidden`,
     /// `prefill_logits_last`, `prefill_logits_max`, `prefill_argmax` and, when small,
-    /// `prefill_logits` (all positions).
+    /// `prefill_logits` (all positions). Recording computes the logits of every position,
+    /// which is expensive for the real vocabulary: use it for parity checks only.
     pub fn forward(&self, inputs_embeds: &Tensor, cache: &mut KvCache, taps: &mut Taps) -> crate::Result<Tensor> {
         let hidden = self.hidden(inputs_embeds, cache, taps)?;
         let len = hidden.dim(0)?;
