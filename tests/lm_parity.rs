@@ -113,12 +113,13 @@ fn prefill_decode_and_greedy_match_goldens() {
 }
 
 #[test]
-fn chunked_prefill_equals_token_by_token() {
+fn split_and_chunked_prefill_match_goldens() {
     // Feeding the prompt in two parts (second part through the cache) must give the same
     // last logits as one pass: positions and the causal mask continue from the cache.
+    // Small query chunks in attention must not change anything either.
     let shared = shared_or_skip!();
     let (_, model) = load_model(&shared);
-    let case = Case::load(&common::golden_cases(&shared)[0]);
+    let case = Case::load(&shared.join("golden/mini/portrait_tiny"));
     let embeds = case.tensor("inputs_embeds");
     let seq = embeds.dim(0).unwrap();
     let mut cache = model.new_cache(seq).unwrap();
@@ -127,6 +128,15 @@ fn chunked_prefill_equals_token_by_token() {
     let last = model.forward(&embeds.narrow(0, split, seq - split).unwrap(), &mut cache, &mut Taps::off()).unwrap();
     let d = max_abs_diff(&last, case.tensor("prefill_logits_last"));
     assert!(d <= case.atol("prefill_logits_last"), "split prefill: {d}");
+    // Query chunks of 7 rows (4 heads × 7 rows × ≤ 82 keys) give the same logits.
+    let mut chunked = model.clone();
+    chunked.set_attention_chunk(4 * 7 * seq);
+    let mut c2 = chunked.new_cache(seq).unwrap();
+    let mut taps = Taps::recording();
+    chunked.forward(embeds, &mut c2, &mut taps).unwrap();
+    for t in ["layer0_out", "layer1_out", "final_hidden", "prefill_logits_last", "prefill_logits"] {
+        assert_close(&case, t, taps.get(t).unwrap());
+    }
     // The cache is full now: one more position is an error, not a panic or a regrowth.
     let one = embeds.narrow(0, 0, 1).unwrap();
     assert!(model.forward(&one, &mut cache, &mut Taps::off()).is_err());

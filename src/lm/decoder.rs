@@ -54,6 +54,11 @@ impl DecoderLayer {
         })
     }
 
+    /// The layer's attention.
+    pub fn attention_mut(&mut self) -> &mut Attention {
+        &mut self.self_attn
+    }
+
     /// `x` `(L, D)` → `(L, D)`; `rope` = `(cos, sin)` of the positions; writes this layer's
     /// K/V into `cache`.
     pub fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), cache: &mut KvCache, taps: &mut Taps) -> Result<Tensor> {
@@ -98,6 +103,14 @@ impl DeepseekV2 {
         let lm_head = Linear::load(vb.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false)?;
         let rope = Rope::new(cfg.head_dim, cfg.rope_theta, freqs, vb.dtype(), vb.device());
         Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone(), dtype: vb.dtype(), device: vb.device().clone() })
+    }
+
+    /// Bounds the attention score elements of one query chunk in every layer (default
+    /// [`DEFAULT_SCORE_ELEMS_PER_CHUNK`](crate::lm::attention::DEFAULT_SCORE_ELEMS_PER_CHUNK)).
+    pub fn set_attention_chunk(&mut self, score_elems: usize) {
+        for layer in &mut self.layers {
+            layer.attention_mut().set_score_elems_per_chunk(score_elems);
+        }
     }
 
     /// The configuration it was loaded with.
