@@ -132,6 +132,12 @@ fn stop_conditions() {
     assert_eq!((g.stop, g.ids.as_slice()), (StopReason::CacheFull, &s.greedy[..6]));
     let g = run(&s, &greedy(0), len + 5, 1, None);
     assert!(g.ids.is_empty());
+    // `cache_positions` is exactly enough: 25 new ids fit in prompt + 24 positions.
+    let exact = deepseek_ocr::generate::cache_positions(len, 25, 8192);
+    assert_eq!(exact, len + 24);
+    let g = run(&s, &greedy(25), exact, 1, None);
+    assert_eq!((g.stop, g.ids.as_slice()), (StopReason::MaxNewTokens, &s.greedy[..]));
+    assert_eq!(deepseek_ocr::generate::cache_positions(len, 25, len + 3), len + 3);
 
     // Misuse is an error, not a panic.
     let mut cache = s.model.new_cache(len + 5).unwrap();

@@ -6,7 +6,8 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, max_abs_diff, Case};
 use deepseek_ocr::generate::{generate, GenerateOptions, NgramGuard, Sampling, StopReason};
-use deepseek_ocr::lm::{merge_image_embeddings, DeepseekV2};
+use deepseek_ocr::lm::{merge_image_embeddings, prompt_embeddings, DeepseekV2};
+use deepseek_ocr::text::PromptIds;
 use deepseek_ocr::nn::taps::Taps;
 use deepseek_ocr::{ModelConfig, Weights};
 
@@ -42,16 +43,24 @@ fn prefill_decode_and_greedy_match_goldens() {
         let text = model.embed(&Tensor::new(input_ids.as_slice(), &Device::Cpu).unwrap()).unwrap();
         let merged = merge_image_embeddings(&text, &mask, case.tensor("image_embeds")).unwrap();
         assert_close(&case, "inputs_embeds", &merged);
+        let prompt = PromptIds { ids: input_ids.clone(), image_mask: mask.clone() };
+        let via_prompt = prompt_embeddings(&model, &prompt, Some(case.tensor("image_embeds"))).unwrap();
+        assert_eq!(max_abs_diff(&via_prompt, &merged), 0.0);
+        // A count mismatch or missing image embeddings is an error, not a panic.
+        let short = case.tensor("image_embeds").narrow(0, 1, mask.iter().filter(|&&m| m).count() - 1).unwrap();
+        assert!(merge_image_embeddings(&text, &mask, &short).is_err());
+        assert!(prompt_embeddings(&model, &prompt, None).is_err());
 
         // Prefill with every tap.
         let mut cache = model.new_cache(seq + steps).unwrap();
         let mut taps = Taps::recording();
         let last = model.forward(embeds, &mut cache, &mut taps).unwrap();
         assert_eq!(cache.len(), seq);
-        for t in ["layer0_out", "layer1_out", "moe_l1_topk_weight", "final_hidden", "prefill_logits_last", "prefill_logits_max"] {
+        for t in ["layer0_out", "layer1_out", "moe_l1_topk_weight", "final_hidden", "prefill_logits_max"] {
             assert_close(&case, t, taps.get(t).unwrap_or_else(|| panic!("tap {t}")));
         }
         assert_close(&case, "prefill_logits_last", &last);
+        assert_eq!(max_abs_diff(&last, taps.get("prefill_logits_last").unwrap()), 0.0);
         if case.tensors.contains_key("prefill_logits") {
             assert_close(&case, "prefill_logits", taps.get("prefill_logits").expect("prefill_logits tap"));
         }
@@ -104,12 +113,13 @@ fn prefill_decode_and_greedy_match_goldens() {
 }
 
 #[test]
-fn chunked_prefill_equals_token_by_token() {
+fn split_and_chunked_prefill_match_goldens() {
     // Feeding the prompt in two parts (second part through the cache) must give the same
     // last logits as one pass: positions and the causal mask continue from the cache.
+    // Small query chunks in attention must not change anything either.
     let shared = shared_or_skip!();
     let (_, model) = load_model(&shared);
-    let case = Case::load(&common::golden_cases(&shared)[0]);
+    let case = Case::load(&shared.join("golden/mini/portrait_tiny"));
     let embeds = case.tensor("inputs_embeds");
     let seq = embeds.dim(0).unwrap();
     let mut cache = model.new_cache(seq).unwrap();
@@ -118,6 +128,15 @@ fn chunked_prefill_equals_token_by_token() {
     let last = model.forward(&embeds.narrow(0, split, seq - split).unwrap(), &mut cache, &mut Taps::off()).unwrap();
     let d = max_abs_diff(&last, case.tensor("prefill_logits_last"));
     assert!(d <= case.atol("prefill_logits_last"), "split prefill: {d}");
+    // Query chunks of 7 rows (4 heads × 7 rows × ≤ 82 keys) give the same logits.
+    let mut chunked = model.clone();
+    chunked.set_attention_chunk(4 * 7 * seq);
+    let mut c2 = chunked.new_cache(seq).unwrap();
+    let mut taps = Taps::recording();
+    chunked.forward(embeds, &mut c2, &mut taps).unwrap();
+    for t in ["layer0_out", "layer1_out", "final_hidden", "prefill_logits_last", "prefill_logits"] {
+        assert_close(&case, t, taps.get(t).unwrap());
+    }
     // The cache is full now: one more position is an error, not a panic or a regrowth.
     let one = embeds.narrow(0, 0, 1).unwrap();
     assert!(model.forward(&one, &mut cache, &mut Taps::off()).is_err());

@@ -38,6 +38,12 @@ pub struct Generated {
     pub decode_time: Duration,
 }
 
+/// KV-cache positions a job needs: the prompt plus every generated token except the last
+/// (the last chosen token is never fed back), capped at `limit` (the position limit).
+pub fn cache_positions(prompt_len: usize, max_new_tokens: usize, limit: usize) -> usize {
+    (prompt_len + max_new_tokens.saturating_sub(1)).min(limit).max(prompt_len.min(limit))
+}
+
 /// Generates after the prompt whose embeddings are `inputs_embeds` `(L, D)` and whose ids
 /// are `prompt_ids` (length `L`; the n-gram guard reads them).
 ///

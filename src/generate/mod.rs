@@ -6,6 +6,6 @@ pub mod options;
 pub mod sampling;
 pub mod stream;
 
-pub use decode::{generate, Generated, StopReason};
+pub use decode::{cache_positions, generate, Generated, StopReason};
 pub use options::{GenerateOptions, NgramGuard, Sampling};
 pub use stream::TextStream;

@@ -40,6 +40,7 @@ impl Sampler {
     }
 
     /// Picks the next id from `logits` (modified in place: `banned` ids become −∞).
+    /// A sampling temperature ≤ 0 means greedy, as in the official scripts.
     pub fn pick(&mut self, logits: &mut [f32], banned: &[u32]) -> u32 {
         for &id in banned {
             if let Some(l) = logits.get_mut(id as usize) {

@@ -14,8 +14,9 @@ use crate::memory::KvCache;
 use crate::model::config::LmConfig;
 use crate::nn::Linear;
 
-/// Largest number of score elements (heads × query rows × keys) one chunk may hold.
-const SCORE_ELEMS_PER_CHUNK: usize = 1 << 22;
+/// Default bound on the score elements (heads × query rows × keys) of one query chunk:
+/// 16 MiB of f32 scores, ~320 query rows of the real model at 1300 keys.
+pub const DEFAULT_SCORE_ELEMS_PER_CHUNK: usize = 1 << 22;
 
 /// Multi-head self-attention of one decoder layer.
 #[derive(Debug, Clone)]
@@ -27,6 +28,7 @@ pub struct Attention {
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
+    score_elems_per_chunk: usize,
 }
 
 impl Attention {
@@ -44,7 +46,13 @@ impl Attention {
             num_heads: h,
             num_kv_heads: kv,
             head_dim: hd,
+            score_elems_per_chunk: DEFAULT_SCORE_ELEMS_PER_CHUNK,
         })
+    }
+
+    /// Bounds the score elements one query chunk may hold (trades memory for speed).
+    pub fn set_score_elems_per_chunk(&mut self, elems: usize) {
+        self.score_elems_per_chunk = elems.max(1);
     }
 
     /// `x` `(L, D)` holds positions `cache.len() .. cache.len() + L`; `rope` holds the
@@ -66,7 +74,7 @@ impl Attention {
         let k_all = candle_transformers::utils::repeat_kv(k_all, n_rep)?;
         let v_all = candle_transformers::utils::repeat_kv(v_all, n_rep)?;
         let total = start + len;
-        let chunk = (SCORE_ELEMS_PER_CHUNK / (self.num_heads * total)).max(1);
+        let chunk = (self.score_elems_per_chunk / (self.num_heads * total)).max(1);
         let out = attend(&q, &k_all, &v_all, start, chunk)?;
         let out = out.transpose(1, 2)?.reshape((len, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)

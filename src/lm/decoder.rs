@@ -54,6 +54,11 @@ impl DecoderLayer {
         })
     }
 
+    /// The layer's attention.
+    pub fn attention_mut(&mut self) -> &mut Attention {
+        &mut self.self_attn
+    }
+
     /// `x` `(L, D)` → `(L, D)`; `rope` = `(cos, sin)` of the positions; writes this layer's
     /// K/V into `cache`.
     pub fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), cache: &mut KvCache, taps: &mut Taps) -> Result<Tensor> {
@@ -100,6 +105,14 @@ impl DeepseekV2 {
         Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone(), dtype: vb.dtype(), device: vb.device().clone() })
     }
 
+    /// Bounds the attention score elements of one query chunk in every layer (default
+    /// [`DEFAULT_SCORE_ELEMS_PER_CHUNK`](crate::lm::attention::DEFAULT_SCORE_ELEMS_PER_CHUNK)).
+    pub fn set_attention_chunk(&mut self, score_elems: usize) {
+        for layer in &mut self.layers {
+            layer.attention_mut().set_score_elems_per_chunk(score_elems);
+        }
+    }
+
     /// The configuration it was loaded with.
     pub fn config(&self) -> &LmConfig {
         &self.cfg
@@ -129,7 +142,8 @@ impl DeepseekV2 {
     /// logits `(vocab)` of the last position. Records (when `taps` is recording)
     /// `layer{i}_out`, `moe_l{i}_topk_weight`/`_topk_idx`, `final_hidden`,
     /// `prefill_logits_last`, `prefill_logits_max`, `prefill_argmax` and, when small,
-    /// `prefill_logits` (all positions).
+    /// `prefill_logits` (all positions). Recording computes the logits of every position,
+    /// which is expensive for the real vocabulary: use it for parity checks only.
     pub fn forward(&self, inputs_embeds: &Tensor, cache: &mut KvCache, taps: &mut Taps) -> crate::Result<Tensor> {
         let hidden = self.hidden(inputs_embeds, cache, taps)?;
         let len = hidden.dim(0)?;

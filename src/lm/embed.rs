@@ -3,6 +3,24 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
+use crate::lm::DeepseekV2;
+use crate::text::PromptIds;
+
+/// The decoder input `(L, D)` of a prompt: token embeddings, with the vision embeddings
+/// `(N, D)` (the local block, global block and separator, in that order) at the image
+/// positions. `None` is only valid for a prompt without image positions.
+pub fn prompt_embeddings(model: &DeepseekV2, prompt: &PromptIds, image_embeds: Option<&Tensor>) -> Result<Tensor> {
+    let ids = Tensor::new(prompt.ids.as_slice(), model.device())?;
+    let text = model.embed(&ids)?;
+    match image_embeds {
+        Some(img) => merge_image_embeddings(&text, &prompt.image_mask, img),
+        None if prompt.image_mask.iter().any(|&m| m) => Err(Error::request(
+            "the prompt has image positions but no image embeddings were given",
+            "run the vision encoder first, or build a text-only prompt",
+        )),
+        None => Ok(text),
+    }
+}
 
 /// Returns `text_embeds` `(L, D)` with the rows where `image_mask` is true replaced, in
 /// order, by the rows of `image_embeds` `(N, D)`. The number of true entries must be `N`.

@@ -46,7 +46,10 @@ impl Moe {
             taps.put(format!("moe_l{layer}_topk_weight"), &Tensor::from_vec(routing.weights.clone(), (len, k), x.device())?);
             taps.put(format!("moe_l{layer}_topk_idx"), &Tensor::from_vec(routing.ids.clone(), (len, k), x.device())?);
         }
-        let mut acc = Tensor::zeros((len, dim), DType::F32, x.device())?;
+        // Weighted expert outputs in f32, stacked expert by expert, then summed into their
+        // token rows with a single scatter-add.
+        let mut outs = Vec::new();
+        let mut all_rows = Vec::with_capacity(routing.ids.len());
         for (expert, (rows, weights)) in group_by_expert(&routing, self.experts.len()).into_iter().enumerate() {
             if rows.is_empty() {
                 continue;
@@ -55,11 +58,18 @@ impl Moe {
                 candle_core::bail!("router chose expert {expert}, which does not exist")
             };
             let n = rows.len();
-            let rows = Tensor::from_vec(rows, n, x.device())?;
+            let index = Tensor::from_vec(rows.clone(), n, x.device())?;
             let w = Tensor::from_vec(weights, (n, 1), x.device())?;
-            let out = mlp.forward(&x.index_select(&rows, 0)?)?.to_dtype(DType::F32)?;
-            acc = acc.index_add(&rows, &out.broadcast_mul(&w)?, 0)?;
+            let out = mlp.forward(&x.index_select(&index, 0)?)?.to_dtype(DType::F32)?;
+            outs.push(out.broadcast_mul(&w)?);
+            all_rows.extend(rows);
         }
+        let n = all_rows.len();
+        let acc = Tensor::zeros((len, dim), DType::F32, x.device())?.index_add(
+            &Tensor::from_vec(all_rows, n, x.device())?,
+            &Tensor::cat(&outs, 0)?,
+            0,
+        )?;
         let routed = acc.to_dtype(x.dtype())?;
         match &self.shared {
             Some(shared) => routed + shared.forward(x)?,
