@@ -1,1 +1,3 @@
 //! Inputs: images (decode, EXIF, colour modes) and PDF pages.
+
+pub mod pdf;
