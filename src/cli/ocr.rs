@@ -445,6 +445,7 @@ impl Ocr {
             }
         };
         let mut records = Vec::new();
+        let mut page_count = 1;
         match input.kind {
             Kind::Image => {
                 let img = load_image(&input.path)?;
@@ -453,6 +454,7 @@ impl Ocr {
             }
             Kind::Pdf => {
                 let doc = self.open_pdf(input)?;
+                page_count = doc.page_count();
                 for &p in &input.pages {
                     let img = doc.render(p, self.args.dpi)?;
                     let out = engine.run_with(&img, &self.run, if stream { Some(&mut on_text as &mut dyn FnMut(&str)) } else { None })?;
@@ -469,7 +471,7 @@ impl Ocr {
                 Kind::Pdf => Some(serde_json::to_string_pretty(&DocumentJson {
                     schema_version: crate::output::json::SCHEMA_VERSION,
                     source,
-                    page_count: input.pages.len(),
+                    page_count,
                     pages: records,
                 })),
             };
