@@ -270,6 +270,7 @@ impl PageTarget {
         if !crops.is_empty() {
             let dir = self.dir.join(self.images_dir_name());
             atomic::create_dir_all(&dir)?;
+            atomic::remove_stale_temps(&dir);
             for job in &crops {
                 if let Some(c) = boxes::crop(page, job.norm_box) {
                     atomic::write_png(&dir.join(format!("{}.png", job.crop_index)), &c)?;

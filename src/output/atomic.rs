@@ -69,3 +69,39 @@ pub fn remove_stale_temps(dir: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_whole_files_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.md");
+        write_text(&target, "first").unwrap();
+        write_text(&target, "second").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "second");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.md")]);
+    }
+
+    #[test]
+    fn failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("missing-folder").join("out.md");
+        let e = write_text(&target, "x").unwrap_err();
+        assert!(e.to_string().contains("missing-folder"), "{e}");
+        assert!(!dir.path().join("missing-folder").exists());
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = temp_path(&dir.path().join("page.json"));
+        fs::write(&stale, "partial").unwrap();
+        fs::write(dir.path().join("keep.json"), "{}").unwrap();
+        remove_stale_temps(dir.path());
+        assert!(!stale.exists());
+        assert!(dir.path().join("keep.json").exists());
+    }
+}
