@@ -19,8 +19,8 @@ const REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];
 const INDEX: &str = "model.safetensors.index.json";
 
 /// Resolves `--model` (a folder, or a Hub repo id; `None` = [`DEFAULT_REPO`]) to a
-/// complete local model folder.
-pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
+/// complete local model folder. `show_progress` shows download bars on stderr.
+pub fn resolve(spec: Option<&str>, show_progress: bool) -> Result<PathBuf> {
     let spec = spec.unwrap_or(DEFAULT_REPO);
     let path = Path::new(spec);
     if path.exists() {
@@ -40,7 +40,7 @@ pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
     if offline() {
         from_cache(spec)
     } else {
-        download(spec)
+        download(spec, show_progress)
     }
 }
 
@@ -125,7 +125,7 @@ fn from_cache(repo: &str) -> Result<PathBuf> {
 }
 
 /// Downloads (or reuses) the files of `repo` into the Hub cache.
-fn download(repo: &str) -> Result<PathBuf> {
+fn download(repo: &str, show_progress: bool) -> Result<PathBuf> {
     let failed = |file: &str, e: hf_hub::api::sync::ApiError| {
         Error::model(
             PathBuf::from(repo),
@@ -133,7 +133,7 @@ fn download(repo: &str) -> Result<PathBuf> {
             "check the repo id and your network connection, set HF_HUB_OFFLINE=1 to use the cache only, or pass --model with a local folder",
         )
     };
-    let api = ApiBuilder::from_env().with_progress(false).build().map_err(|e| failed("anything", e))?;
+    let api = ApiBuilder::from_env().with_progress(show_progress).build().map_err(|e| failed("anything", e))?;
     let hub = api.model(repo.to_string());
     let config = hub.get("config.json").map_err(|e| failed("config.json", e))?;
     hub.get("tokenizer.json").map_err(|e| failed("tokenizer.json", e))?;
@@ -154,7 +154,25 @@ fn download(repo: &str) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_repo_id;
+    use super::{check_folder, is_repo_id};
+    use std::fs;
+
+    #[test]
+    fn folder_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let msg = |d: &std::path::Path| check_folder(d).unwrap_err().to_string();
+        assert!(msg(d).contains("config.json is missing"));
+        fs::write(d.join("config.json"), "{}").unwrap();
+        assert!(msg(d).contains("tokenizer.json is missing"));
+        fs::write(d.join("tokenizer.json"), "{}").unwrap();
+        assert!(msg(d).contains("no .safetensors"));
+        fs::write(d.join(super::INDEX), r#"{"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}"#).unwrap();
+        fs::write(d.join("model-1.safetensors"), "").unwrap();
+        assert!(msg(d).contains("model-2.safetensors is missing"));
+        fs::write(d.join("model-2.safetensors"), "").unwrap();
+        check_folder(d).unwrap();
+    }
 
     #[test]
     fn repo_ids() {

@@ -8,7 +8,7 @@
 //! atomically and the page's JSON last, which marks the page finished.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -414,7 +414,8 @@ impl Ocr {
     }
 
     fn load_engine(&self) -> Result<Engine> {
-        let dir = model_source::resolve(self.args.model.as_deref())?;
+        let show_progress = !self.quiet && std::io::stderr().is_terminal();
+        let dir = model_source::resolve(self.args.model.as_deref(), show_progress)?;
         tracing::info!(model = %dir.display(), "loading model");
         let options = EngineOptions { device: self.device.clone(), dtype: self.args.dtype.into(), defaults: self.run.clone() };
         Engine::load(&dir, options)
