@@ -404,4 +404,11 @@ fn resumed_batch_after_kill() {
     // Third run: nothing to do, and it says so without loading the model.
     let o = run_ok(&args);
     assert_eq!(stderr(&o).matches("skipped (already done)").count(), 3, "{}", stderr(&o));
+
+    // Asking for another mode still skips, but says how the results were made.
+    let mut other = args.clone();
+    let i = other.iter().position(|a| a == "tiny").unwrap();
+    other[i] = "base".into();
+    let o = run_ok(&other);
+    assert_eq!(stderr(&o).matches("made with --mode tiny --task markdown").count(), 3, "{}", stderr(&o));
 }

@@ -406,6 +406,19 @@ impl Ocr {
         }
     }
 
+    /// A warning when finished results were made with another mode or task than asked now.
+    fn settings_note(&self, json: &Path) -> String {
+        let Some(v) = std::fs::read_to_string(json).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) else {
+            return String::new();
+        };
+        let (mode, task) = (v["mode"].as_str().unwrap_or_default(), v["task"].as_str().unwrap_or_default());
+        if mode == self.run.mode.name() && task == self.run.task.to_string() {
+            String::new()
+        } else {
+            format!(" (made with --mode {mode} --task {task}; delete its results to redo it)")
+        }
+    }
+
     fn run(self) -> Result<()> {
         match self.args.out.clone() {
             None => self.run_stdout(),
@@ -498,7 +511,9 @@ impl Ocr {
         let progress = Progress::new(total_pages as u64, self.quiet);
         for i in &self.inputs {
             if !pending.iter().any(|p| std::ptr::eq(*p, i)) {
-                progress.println(format!("{}: skipped (already done)", i.path.display()));
+                let first_page = if i.kind == Kind::Pdf { i.pages.first().copied() } else { None };
+                let note = self.settings_note(&self.page_target(out, i, first_page).json());
+                progress.println(format!("{}: skipped (already done){note}", i.path.display()));
                 progress.inc();
             }
         }
@@ -561,7 +576,8 @@ impl Ocr {
         for &p in &input.pages {
             let target = self.page_target(out, input, Some(p));
             if target.is_done() {
-                progress.println(format!("{} page {}: skipped (already done)", input.path.display(), p + 1));
+                let note = self.settings_note(&target.json());
+                progress.println(format!("{} page {}: skipped (already done){note}", input.path.display(), p + 1));
                 progress.inc();
                 continue;
             }
