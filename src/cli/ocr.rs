@@ -53,7 +53,8 @@ pub struct Args {
     /// Resolution mode: tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop].
     #[arg(long, default_value = "gundam")]
     pub mode: String,
-    /// Task: markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT.
+    /// Task: markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT
+    /// (a custom prompt holds `<image>` once; `\n` in it is a newline).
     #[arg(long, default_value = "markdown")]
     pub task: String,
     /// Output folder; without it a single input is streamed to stdout.
@@ -315,8 +316,10 @@ impl Ocr {
     /// Parses options and checks every input; no file is written here.
     fn new(args: Args, quiet: bool) -> Result<Self> {
         let mode: Mode = args.mode.parse().map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
-        let task: Task = args.task.parse().map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
-        if let Task::Prompt(p) = &task {
+        let mut task: Task = args.task.parse().map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
+        if let Task::Prompt(p) = &mut task {
+            // Shells make typing a newline awkward; the official prompts need one after `<image>`.
+            *p = p.replace("\\n", "\n");
             if p.matches("<image>").count() != 1 {
                 return Err(Error::request("a custom prompt must contain `<image>` exactly once", "e.g. --task 'prompt=<image>\\nFree OCR.'"));
             }
@@ -412,7 +415,7 @@ impl Ocr {
             return String::new();
         };
         let (mode, task) = (v["mode"].as_str().unwrap_or_default(), v["task"].as_str().unwrap_or_default());
-        if mode == self.run.mode.name() && task == self.run.task.to_string() {
+        if mode == self.run.mode.to_string() && task == self.run.task.to_string() {
             String::new()
         } else {
             format!(" (made with --mode {mode} --task {task}; delete its results to redo it)")
@@ -456,7 +459,7 @@ impl Ocr {
                 Format::Txt => {
                     let _ = writeln!(lock, "{}", markdown::strip_refs(&out.text));
                 }
-                Format::Json => records.push(PageJson::new(&source, page.map(|p| p + 1), self.run.mode.name(), &self.run.task.to_string(), out)),
+                Format::Json => records.push(PageJson::new(&source, page.map(|p| p + 1), &self.run.mode.to_string(), &self.run.task.to_string(), out)),
             }
         };
         let mut records = Vec::new();
@@ -565,7 +568,7 @@ impl Ocr {
         let t0 = Instant::now();
         let out = engine.run_with(img, &self.run, Some(&mut on_text))?;
         tracing::debug!(page = %label, seconds = t0.elapsed().as_secs_f64(), tokens = out.token_ids.len(), "page done");
-        Ok(PageJson::new(&input.path.display().to_string(), page.map(|p| p + 1), self.run.mode.name(), &self.run.task.to_string(), &out))
+        Ok(PageJson::new(&input.path.display().to_string(), page.map(|p| p + 1), &self.run.mode.to_string(), &self.run.task.to_string(), &out))
     }
 
     fn run_pdf(&self, engine: &Engine, progress: &Progress, out: &Path, input: &Input) -> Result<()> {
