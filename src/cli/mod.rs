@@ -13,7 +13,7 @@ pub mod progress;
 
 /// DeepSeek-OCR in pure Rust: images and PDFs to Markdown with layout boxes.
 #[derive(Debug, Parser)]
-#[command(name = "dsocr", version, about, long_about = None)]
+#[command(name = "dsocr", version, about, long_about = None, after_help = "Examples:\n  dsocr ocr page.png\n  dsocr ocr scans/ report.pdf --out results\n  dsocr ocr --help")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -298,8 +298,17 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Runs `dsocr ocr`.
+///
+/// Every error carries a hint; errors from deeper layers that have none (tensor
+/// backend, I/O while writing) get a generic one, since what is finished is kept.
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
-    Ok(Ocr::new(args, quiet)?.run()?)
+    match Ocr::new(args, quiet).and_then(Ocr::run) {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().contains("\nhint: ") => Err(e.into()),
+        Err(e) => Err(anyhow::anyhow!(
+            "{e}\nhint: finished pages are kept and skipped when the same command is rerun; add --verbose for details"
+        )),
+    }
 }
 
 /// The state of one `dsocr ocr` invocation.
