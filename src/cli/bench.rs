@@ -125,7 +125,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     if let Some(p) = a.json {
         let text = serde_json::to_string_pretty(&r)?;
-        crate::output::atomic_write(&p, text.as_bytes()).with_context(|| format!("cannot write {}", p.display()))?;
+        crate::output::atomic::write_text(&p, &text).with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(())
 }

@@ -9,18 +9,29 @@ use clap::{CommandFactory, Parser, Subcommand};
 pub mod bench;
 pub mod debug_preprocess;
 pub mod debug_random;
+pub mod model_source;
+pub mod ocr;
+pub mod progress;
 
 /// DeepSeek-OCR in pure Rust: images and PDFs to Markdown with layout boxes.
 #[derive(Debug, Parser)]
-#[command(name = "dsocr", version, about, long_about = None)]
+#[command(name = "dsocr", version, about, long_about = None, after_help = "Examples:\n  dsocr ocr page.png\n  dsocr ocr scans/ report.pdf --out results\n  dsocr ocr --help")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print only errors (no progress, no status lines).
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print debug logs (RUST_LOG overrides the level).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Images and PDFs to Markdown/JSON with layout boxes (resumable batches).
+    Ocr(ocr::Args),
     /// Tools for checking the engine against the reference implementation.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -45,7 +56,9 @@ pub enum DebugCommand {
 /// Entry point of the `dsocr` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing(cli.quiet, cli.verbose);
     let result = match cli.command {
+        Command::Ocr(a) => ocr::run(a, cli.quiet),
         Command::Debug(DebugCommand::Preprocess(a)) => debug_preprocess::run(a),
         Command::Debug(DebugCommand::RandomCheckpoint(a)) => debug_random::run(a),
         Command::Bench(a) => bench::run(a),
@@ -57,8 +70,18 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line per failure: the message and its hint joined.
+            let text = format!("{e:#}");
+            eprintln!("error: {}", text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr: errors only with `--quiet`, debug with `--verbose`, else warnings;
+/// `RUST_LOG` wins when set.
+fn init_tracing(quiet: bool, verbose: bool) {
+    let level = if quiet { "error" } else if verbose { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
 }

@@ -13,7 +13,8 @@ use crate::memory::KvCache;
 use crate::nn::taps::Taps;
 
 /// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// The end-of-sequence id was generated (it is the last of the returned ids).
     Eos,

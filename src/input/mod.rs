@@ -3,3 +3,4 @@
 pub mod convert;
 pub mod image;
 pub mod orientation;
+pub mod pdf;

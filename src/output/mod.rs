@@ -1,5 +1,7 @@
-//! Outputs: grounding parsing, markdown rewriting, box drawing.
+//! Outputs: grounding parsing, markdown rewriting, box drawing, atomic files, JSON.
 
 pub mod atomic;
-
-pub use atomic::atomic_write;
+pub mod boxes;
+pub mod grounding;
+pub mod json;
+pub mod markdown;
