@@ -14,6 +14,12 @@
 //! accepted bound against the reference decode is a max |diff| ≤ 3 on u8 values with
 //! fewer than 2 % of the values differing (measured on the golden set: max 1, ≤ 1 %).
 //! The same bound applies to the views made from such a decode.
+//!
+//! Known, rare differences from Pillow: a GIF's transparent palette index decodes as
+//! black instead of its palette colour; a 16-bit gray PNG with a `tRNS` chunk keeps the
+//! high byte instead of being clamped; YCCK JPEGs use zune-jpeg's colour conversion (±1);
+//! EXIF stored in a PNG after the image data or in a "Raw profile type exif" text chunk is
+//! not read.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -118,8 +124,9 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
     let xmp = decoder.xmp_metadata().ok().flatten();
     let orientation = orientation_from_metadata(exif.as_deref(), xmp.as_deref());
 
-    let rgb = match (format, cmyk_jpeg(bytes)) {
-        (ImageFormat::Jpeg, Some(mut cmyk)) => {
+    let cmyk = if format == ImageFormat::Jpeg { cmyk_jpeg(bytes) } else { None };
+    let rgb = match cmyk {
+        Some(mut cmyk) => {
             let raw =
                 cmyk.decode().map_err(|e| Error::input(source, format!("corrupt JPEG data: {e}"), HINT_CORRUPT))?;
             cmyk_to_rgb8(w, h, &raw)
