@@ -222,7 +222,8 @@ fn exif_orientation_all_eight_values_png() {
     }
     // Values outside 1..=8 and unreadable EXIF leave the image as stored.
     for block in [exif_block(0), exif_block(9), b"MM\0\x2a garbage".to_vec()] {
-        let img = decode_image(&png_with_exif(&png, &block), Path::new("exif.png"), &LoadOptions::default()).expect("decode");
+        let img =
+            decode_image(&png_with_exif(&png, &block), Path::new("exif.png"), &LoadOptions::default()).expect("decode");
         assert_eq!(img, src);
     }
 }

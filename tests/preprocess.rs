@@ -183,10 +183,21 @@ fn views_from_decoded_rgb_are_exact() {
 
             // (c) grid, images_spatial_crop, token count, tile count.
             let grid = &g["tiling"]["tile_grid"];
-            let want_grid = (grid["width_tiles"].as_u64().unwrap_or(0) as usize, grid["height_tiles"].as_u64().unwrap_or(0) as usize);
+            let want_grid = (
+                grid["width_tiles"].as_u64().unwrap_or(0) as usize,
+                grid["height_tiles"].as_u64().unwrap_or(0) as usize,
+            );
             assert_eq!(p.grid, want_grid, "{name}: grid");
-            assert_eq!(vec![p.grid.0 as u64, p.grid.1 as u64], g["images_spatial_crop"].as_array().expect("isc").iter().filter_map(Value::as_u64).collect::<Vec<_>>(), "{name}: images_spatial_crop");
-            assert_eq!(p.num_image_tokens as u64, g["num_image_tokens"].as_u64().expect("tokens"), "{name}: num_image_tokens");
+            assert_eq!(
+                vec![p.grid.0 as u64, p.grid.1 as u64],
+                g["images_spatial_crop"].as_array().expect("isc").iter().filter_map(Value::as_u64).collect::<Vec<_>>(),
+                "{name}: images_spatial_crop"
+            );
+            assert_eq!(
+                p.num_image_tokens as u64,
+                g["num_image_tokens"].as_u64().expect("tokens"),
+                "{name}: num_image_tokens"
+            );
             assert_eq!(p.tiles.len() as u64, g["tiling"]["n_tiles"].as_u64().expect("n_tiles"), "{name}: n_tiles");
 
             // Pad geometry.
@@ -205,7 +216,8 @@ fn views_from_decoded_rgb_are_exact() {
             let want = golden_views(case, &g);
             let ours = our_views(&p);
             assert_eq!(ours.len(), want.len(), "{name}: number of views");
-            let meta: Vec<&Value> = std::iter::once(&g["global_view"]).chain(g["tiles"].as_array().expect("tiles")).collect();
+            let meta: Vec<&Value> =
+                std::iter::once(&g["global_view"]).chain(g["tiles"].as_array().expect("tiles")).collect();
             for (k, ((o, w), m)) in ours.iter().zip(&want).zip(meta).enumerate() {
                 assert_eq!(o.dimensions(), w.dimensions(), "{name}: view {k} size");
                 let (max, n) = diff(o, w);
@@ -262,13 +274,29 @@ fn mini_golden_cases_preprocess_exactly() {
         let p = preprocess(&page, mode_of(&g["mode"]));
 
         let grid = &pre["tile_grid"];
-        assert_eq!(p.grid, (grid["width_tiles"].as_u64().unwrap_or(0) as usize, grid["height_tiles"].as_u64().unwrap_or(0) as usize), "{name}: grid");
-        assert_eq!(vec![p.grid.0 as u64, p.grid.1 as u64], pre["images_spatial_crop"].as_array().expect("isc").iter().filter_map(Value::as_u64).collect::<Vec<_>>(), "{name}: images_spatial_crop");
-        assert_eq!(p.num_image_tokens as u64, pre["num_image_tokens"].as_u64().expect("tokens"), "{name}: num_image_tokens");
+        assert_eq!(
+            p.grid,
+            (grid["width_tiles"].as_u64().unwrap_or(0) as usize, grid["height_tiles"].as_u64().unwrap_or(0) as usize),
+            "{name}: grid"
+        );
+        assert_eq!(
+            vec![p.grid.0 as u64, p.grid.1 as u64],
+            pre["images_spatial_crop"].as_array().expect("isc").iter().filter_map(Value::as_u64).collect::<Vec<_>>(),
+            "{name}: images_spatial_crop"
+        );
+        assert_eq!(
+            p.num_image_tokens as u64,
+            pre["num_image_tokens"].as_u64().expect("tokens"),
+            "{name}: num_image_tokens"
+        );
 
         let global = png(&dir.join("view_global.png"));
         assert_eq!(diff(&p.global, &global), (0, 0), "{name}: global view");
-        assert_eq!(bf16_hash(&p.global), pre["global_view"]["sha256_model_input_bf16_as_f32"], "{name}: global bf16 hash");
+        assert_eq!(
+            bf16_hash(&p.global),
+            pre["global_view"]["sha256_model_input_bf16_as_f32"],
+            "{name}: global bf16 hash"
+        );
         let crops = pre["local_crops"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         assert_eq!(p.tiles.len(), crops.len(), "{name}: number of tiles");
         for (k, (tile, c)) in p.tiles.iter().zip(crops).enumerate() {
@@ -299,12 +327,16 @@ fn debug_preprocess_command_writes_the_golden_views() {
     assert_eq!(report["tile_grid"], g["tiling"]["tile_grid"]);
     assert_eq!(report["global_view_geometry"]["offset_xy"], g["global_view_geometry"]["offset_xy"]);
     assert_eq!(report["global_view_geometry"]["resized_wh"], g["global_view_geometry"]["resized_wh"]);
-    assert_eq!(png(&out.path().join("decoded_rgb.png")), png(&shared.join("golden-preprocess/gray16_png/decoded_rgb.png")));
+    assert_eq!(
+        png(&out.path().join("decoded_rgb.png")),
+        png(&shared.join("golden-preprocess/gray16_png/decoded_rgb.png"))
+    );
     for (k, want) in golden_views(&case, &g).iter().enumerate() {
         let name = if k == 0 { "global_view.png".to_string() } else { format!("tile_{:02}.png", k - 1) };
         assert_eq!(&png(&out.path().join(&name)), want, "{name}");
     }
     // A missing input is an error, not a panic.
-    let bad = Args { image: out.path().join("missing.png"), mode: Mode::GUNDAM, out: out.path().join("x"), compat: None };
+    let bad =
+        Args { image: out.path().join("missing.png"), mode: Mode::GUNDAM, out: out.path().join("x"), compat: None };
     assert!(run(bad).is_err());
 }

@@ -51,7 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let page = load_image(&args.image, &opts)?;
     let p = preprocess(&page, args.mode);
 
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     save(&page, &args.out, "decoded_rgb.png")?;
     save(&p.global, &args.out, "global_view.png")?;
     let mut tiles = Vec::new();

@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn sixteen_bit_gray_both_ways() {
-        let g: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(4, 1, vec![0, 200, 257 * 100, 65535]).unwrap_or_default();
+        let g: ImageBuffer<Luma<u16>, Vec<u16>> =
+            ImageBuffer::from_raw(4, 1, vec![0, 200, 257 * 100, 65535]).unwrap_or_default();
         let img = DynamicImage::ImageLuma16(g);
         let clamp = to_rgb8(&img, Bits16::PillowClamp);
         assert_eq!(clamp.pixels().map(|p| p.0[0]).collect::<Vec<_>>(), [0, 200, 255, 255]);
@@ -101,7 +102,8 @@ mod tests {
 
     #[test]
     fn sixteen_bit_rgb_keeps_the_high_byte_in_pillow_mode() {
-        let b: ImageBuffer<Rgb<u16>, Vec<u16>> = ImageBuffer::from_raw(1, 1, vec![0x12ff, 0x8000, 0xffff]).unwrap_or_default();
+        let b: ImageBuffer<Rgb<u16>, Vec<u16>> =
+            ImageBuffer::from_raw(1, 1, vec![0x12ff, 0x8000, 0xffff]).unwrap_or_default();
         let img = DynamicImage::ImageRgb16(b);
         assert_eq!(to_rgb8(&img, Bits16::PillowClamp).get_pixel(0, 0).0, [0x12, 0x80, 0xff]);
         assert_eq!(to_rgb8(&img, Bits16::Scale).get_pixel(0, 0).0, [0x13, 0x80, 0xff]);

@@ -14,6 +14,12 @@
 //! accepted bound against the reference decode is a max |diff| ≤ 3 on u8 values with
 //! fewer than 2 % of the values differing (measured on the golden set: max 1, ≤ 1 %).
 //! The same bound applies to the views made from such a decode.
+//!
+//! Known, rare differences from Pillow: a GIF's transparent palette index decodes as
+//! black instead of its palette colour; a 16-bit gray PNG with a `tRNS` chunk keeps the
+//! high byte instead of being clamped; YCCK JPEGs use zune-jpeg's colour conversion (±1);
+//! EXIF stored in a PNG after the image data or in a "Raw profile type exif" text chunk is
+//! not read.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -64,9 +70,15 @@ const SUPPORTED: &str = "PNG, JPEG, GIF, BMP, TIFF, WebP";
 /// that is no supported image format, corrupt or truncated data, an image over the limit.
 pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::input(path, "file not found", "check the path (relative paths start at the current directory)"),
-        std::io::ErrorKind::PermissionDenied => Error::input(path, "permission denied", "make the file readable for this user"),
-        _ => Error::input(path, format!("cannot read the file: {e}"), "check that the path names a readable image file"),
+        std::io::ErrorKind::NotFound => {
+            Error::input(path, "file not found", "check the path (relative paths start at the current directory)")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            Error::input(path, "permission denied", "make the file readable for this user")
+        }
+        _ => {
+            Error::input(path, format!("cannot read the file: {e}"), "check that the path names a readable image file")
+        }
     })?;
     decode_image(&bytes, path, opts)
 }
@@ -76,7 +88,11 @@ pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<RgbImage> {
 /// See [`load_image`]; the format is detected from the content only.
 pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<RgbImage> {
     if bytes.is_empty() {
-        return Err(Error::input(source, "the file is empty (0 bytes)", "the file was not written completely; export or download it again"));
+        return Err(Error::input(
+            source,
+            "the file is empty (0 bytes)",
+            "the file was not written completely; export or download it again",
+        ));
     }
     let format = image::guess_format(bytes).map_err(|_| {
         Error::input(
@@ -86,7 +102,11 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
         )
     })?;
     if !format.reading_enabled() {
-        return Err(Error::input(source, format!("{} images are not supported", name(format)), format!("convert the file to one of {SUPPORTED}")));
+        return Err(Error::input(
+            source,
+            format!("{} images are not supported", name(format)),
+            format!("convert the file to one of {SUPPORTED}"),
+        ));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     // Our own pixel limit replaces the crate's allocation limit (checked just below).
@@ -104,9 +124,11 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
     let xmp = decoder.xmp_metadata().ok().flatten();
     let orientation = orientation_from_metadata(exif.as_deref(), xmp.as_deref());
 
-    let rgb = match (format, cmyk_jpeg(bytes)) {
-        (ImageFormat::Jpeg, Some(mut cmyk)) => {
-            let raw = cmyk.decode().map_err(|e| Error::input(source, format!("corrupt JPEG data: {e}"), HINT_CORRUPT))?;
+    let cmyk = if format == ImageFormat::Jpeg { cmyk_jpeg(bytes) } else { None };
+    let rgb = match cmyk {
+        Some(mut cmyk) => {
+            let raw =
+                cmyk.decode().map_err(|e| Error::input(source, format!("corrupt JPEG data: {e}"), HINT_CORRUPT))?;
             cmyk_to_rgb8(w, h, &raw)
         }
         _ => {
@@ -115,7 +137,11 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
         }
     };
     if rgb.dimensions() != (w, h) {
-        return Err(Error::input(source, format!("decoded {}×{} pixels where the header says {w}×{h}", rgb.width(), rgb.height()), HINT_CORRUPT));
+        return Err(Error::input(
+            source,
+            format!("decoded {}×{} pixels where the header says {w}×{h}", rgb.width(), rgb.height()),
+            HINT_CORRUPT,
+        ));
     }
     Ok(apply_orientation(rgb, orientation))
 }
@@ -125,14 +151,21 @@ fn name(format: ImageFormat) -> String {
     format!("{format:?}").to_uppercase()
 }
 
-const HINT_CORRUPT: &str = "the file is damaged or incomplete; open it in an image viewer, re-save it as PNG or JPEG, or download it again";
+const HINT_CORRUPT: &str =
+    "the file is damaged or incomplete; open it in an image viewer, re-save it as PNG or JPEG, or download it again";
 
 fn decode_error(source: &Path, format: ImageFormat, e: &image::ImageError) -> Error {
     use image::ImageError as E;
     match e {
         E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => truncated(source, format),
-        E::Unsupported(u) => Error::input(source, format!("unsupported {} variant: {u}", name(format)), format!("re-save the image as PNG or JPEG (supported: {SUPPORTED})")),
-        E::Limits(l) => Error::input(source, format!("image too large to decode: {l}"), "reduce the image's resolution"),
+        E::Unsupported(u) => Error::input(
+            source,
+            format!("unsupported {} variant: {u}", name(format)),
+            format!("re-save the image as PNG or JPEG (supported: {SUPPORTED})"),
+        ),
+        E::Limits(l) => {
+            Error::input(source, format!("image too large to decode: {l}"), "reduce the image's resolution")
+        }
         _ => Error::input(source, format!("corrupt or truncated {} data: {e}", name(format)), HINT_CORRUPT),
     }
 }

@@ -49,7 +49,12 @@ pub fn choose_tile_grid_sized(w: u32, h: u32, min_tiles: usize, max_tiles: usize
 }
 
 /// The scan itself, over candidates in the given order.
-fn best_grid(aspect: f64, area: f64, tile_area: f64, candidates: impl IntoIterator<Item = (usize, usize)>) -> (usize, usize) {
+fn best_grid(
+    aspect: f64,
+    area: f64,
+    tile_area: f64,
+    candidates: impl IntoIterator<Item = (usize, usize)>,
+) -> (usize, usize) {
     let mut best = (1, 1);
     let mut best_d = f64::INFINITY;
     for (i, j) in candidates {
@@ -69,10 +74,12 @@ mod tests {
     use super::*;
 
     /// The reference's literal visiting orders (spec §3.4).
+    #[rustfmt::skip]
     const ORDER_9: [(usize, usize); 22] = [
         (1, 2), (2, 1), (3, 1), (1, 3), (2, 2), (4, 1), (1, 4), (5, 1), (1, 5), (1, 6), (6, 1),
         (3, 2), (2, 3), (7, 1), (1, 7), (4, 2), (2, 4), (1, 8), (8, 1), (1, 9), (3, 3), (9, 1),
     ];
+    #[rustfmt::skip]
     const ORDER_6: [(usize, usize); 13] = [
         (1, 2), (2, 1), (3, 1), (1, 3), (4, 1), (1, 4), (2, 2), (1, 5), (5, 1), (6, 1), (2, 3),
         (1, 6), (3, 2),
@@ -80,7 +87,8 @@ mod tests {
 
     #[test]
     fn spec_table() {
-        let table: [((u32, u32), (usize, usize), (usize, usize)); 8] = [
+        type Grid = (usize, usize);
+        let table: [((u32, u32), Grid, Grid); 8] = [
             ((800, 600), (3, 2), (3, 2)),
             ((1240, 1754), (2, 3), (2, 3)),
             ((1000, 1000), (2, 2), (2, 2)),
