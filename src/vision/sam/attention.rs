@@ -9,11 +9,12 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::biased_softmax::biased_softmax;
 use super::rel_pos::RelPos;
 use crate::nn::{Linear, Taps};
 
-/// Upper bound on the elements of one chunk's score matrix (16 Mi f32 = 64 MB; the bias and
-/// the softmax output are of the same size, so the transient stays around 200 MB).
+/// Upper bound on the elements of one chunk's score matrix (16 Mi f32 = 64 MB; with the
+/// probabilities of the same size the transient stays around 130 MB).
 pub const SCORE_BUDGET: usize = 1 << 24;
 
 /// One SAM attention layer.
@@ -72,7 +73,8 @@ impl Attention {
         for y0 in (0..h).step_by(rows) {
             let r = rows.min(h - y0);
             let qc = q.narrow(1, y0 * w, r * w)?.contiguous()?; // (bh, r·w, d)
-            let scores = (qc.matmul(&k_t)? * scale)?; // (bh, r·w, n)
+            // Scaling the chunk's queries costs r·w·d instead of a pass over the scores.
+            let scores = (&qc * scale)?.matmul(&k_t)?; // (bh, r·w, n)
             let q4 = qc.reshape((bh, r, w, d))?;
             // rel_h[b, y, x, ky] = Σ_c q[b, y, x, c] · R_h[y, ky, c]: batched over query rows y.
             let rel_h = q4
@@ -81,7 +83,8 @@ impl Attention {
                 .reshape((r, bh * w, d))?
                 .matmul(&rh_t.narrow(0, y0, r)?)?
                 .reshape((r, bh, w, h))?
-                .permute((1, 0, 2, 3))?;
+                .permute((1, 0, 2, 3))?
+                .reshape((bh, r * w, h))?;
             // rel_w[b, y, x, kx] = Σ_c q[b, y, x, c] · R_w[x, kx, c]: batched over query columns x.
             let rel_w = q4
                 .permute((2, 0, 1, 3))?
@@ -89,10 +92,10 @@ impl Attention {
                 .reshape((w, bh * r, d))?
                 .matmul(&rw_t)?
                 .reshape((w, bh, r, w))?
-                .permute((1, 2, 0, 3))?;
+                .permute((1, 2, 0, 3))?
+                .reshape((bh, r * w, w))?;
             // Keys are flattened row-major: (ky, kx) → ky·w + kx.
-            let bias = rel_h.unsqueeze(4)?.broadcast_add(&rel_w.unsqueeze(3)?)?.reshape((bh, r * w, n))?;
-            let probs = candle_nn::ops::softmax_last_dim(&(scores + bias)?)?;
+            let probs = biased_softmax(&scores, &rel_h, &rel_w)?;
             outs.push(probs.matmul(&v)?);
         }
         let o = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };

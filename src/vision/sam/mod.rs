@@ -3,6 +3,7 @@
 //! convolutions. Input `(B, 3, S, S)` pixels, output `(B, C3, S/64, S/64)` features.
 
 pub mod attention;
+pub mod biased_softmax;
 pub mod block;
 pub mod neck;
 pub mod patch_embed;
