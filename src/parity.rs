@@ -184,3 +184,120 @@ pub fn dump(path: &Path, golden: &GoldenCase, ours: &BTreeMap<String, Tensor>) -
     candle_core::safetensors::save(&map, path).map_err(|e| Error::input(path, format!("cannot write: {e}"), "check the output folder"))?;
     Ok(())
 }
+
+fn tensor_ids(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
+}
+
+/// Runs the case in `case_dir` (input image, mode and prompt as golden.json describes them)
+/// through `engine` with recording taps and compares every stage: preprocessing integers,
+/// prompt ids, every golden tensor, router choices, argmaxes and greedy ids.
+/// With `dump`, writes the engine's tensors under the golden names.
+pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option<&Path>) -> Result<Report> {
+    use crate::generate::{generate, GenerateOptions, NgramGuard, Sampling};
+    use crate::lm::merge_image_embeddings;
+    use crate::nn::Taps;
+    use crate::text::build_prompt;
+    use crate::vision::preprocess::preprocess;
+    use crate::vision::Mode;
+
+    let golden = GoldenCase::load(case_dir)?;
+    let j = &golden.json;
+    let mut report = Report { case: case_dir.display().to_string(), entries: Vec::new() };
+    let bad = |what: &str| Error::input(case_dir.join("golden.json"), format!("missing or invalid `{what}`"), "regenerate the case");
+
+    // Inputs as golden.json describes them.
+    let image_file = j["input_image"]["file"].as_str().unwrap_or("input.png");
+    let image = crate::input::image::load_image(&case_dir.join(image_file), &Default::default())?;
+    let m = &j["mode"];
+    let mode = Mode {
+        base_size: m["base_size"].as_u64().ok_or_else(|| bad("mode.base_size"))? as usize,
+        image_size: m["image_size"].as_u64().ok_or_else(|| bad("mode.image_size"))? as usize,
+        crop: m["crop_mode"].as_bool().ok_or_else(|| bad("mode.crop_mode"))?,
+        max_tiles: 9,
+    };
+    let prompt_text = j["prompt"].as_str().ok_or_else(|| bad("prompt"))?;
+
+    // Preprocessing.
+    let pre = preprocess(&image, mode);
+    let grid = golden.ids(&["preprocessing", "images_spatial_crop"]);
+    report.exact("preprocessing.images_spatial_crop", &[pre.grid.0 as u32, pre.grid.1 as u32], &grid);
+    let n_tok = j["preprocessing"]["num_image_tokens"].as_u64().ok_or_else(|| bad("preprocessing.num_image_tokens"))? as u32;
+    report.exact("preprocessing.num_image_tokens", &[pre.num_image_tokens as u32], &[n_tok]);
+    let views: Vec<(String, &image::RgbImage)> = std::iter::once(("view_global.png".to_string(), &pre.global))
+        .chain(pre.tiles.iter().enumerate().map(|(i, t)| (format!("view_crop_{i:02}.png"), t)))
+        .collect();
+    for (file, view) in views {
+        let p = case_dir.join(&file);
+        if let Ok(g) = image::open(&p) {
+            let g = g.to_rgb8();
+            let same = g.dimensions() == view.dimensions() && g.as_raw() == view.as_raw();
+            let check = if same { Check::Exact } else { Check::Mismatch("pixels differ".into()) };
+            report.entries.push(Entry { name: format!("{file} (u8 pixels)"), shape: vec![3, g.height() as usize, g.width() as usize], check });
+        }
+    }
+
+    // Vision.
+    let mut taps = Taps::recording();
+    let image_embeds = engine.encode_image(&pre, &mut taps)?;
+    taps.put("image_embeds", &image_embeds);
+
+    // Prompt and embeddings.
+    let cfg = engine.config();
+    let prompt = build_prompt(engine.tokenizer(), prompt_text, pre.num_image_tokens, &cfg.tokens, engine.max_positions())?;
+    report.exact("tokens.input_ids", &prompt.ids, &golden.ids(&["tokens", "input_ids"]));
+    let mask: Vec<u32> = prompt.image_mask.iter().map(|&b| b as u32).collect();
+    report.exact("tokens.images_seq_mask", &mask, &golden.ids(&["tokens", "images_seq_mask"]));
+    let lm = engine.language_model();
+    let ids = Tensor::new(prompt.ids.as_slice(), &engine.options().device)?;
+    let embeds = merge_image_embeddings(&lm.embed(&ids)?, &prompt.image_mask, &image_embeds)?;
+    taps.put("inputs_embeds", &embeds);
+
+    // Prefill with every position's logits, then the teacher-forced decode steps.
+    let generated = golden.ids(&["lm", "generated_ids"]);
+    let steps = golden.tensors.get("decode_logits").map(|t| t.dim(0)).transpose()?.unwrap_or(0);
+    let mut cache = lm.new_cache(prompt.len() + generated.len() + 1)?;
+    let _ = lm.forward(&embeds, &mut cache, &mut taps)?;
+    let mut rows = Vec::new();
+    let mut off = Taps::off();
+    for &id in generated.iter().take(steps) {
+        let e = lm.embed(&Tensor::new(&[id], &engine.options().device)?)?;
+        rows.push(lm.forward(&e, &mut cache, &mut off)?.unsqueeze(0)?);
+    }
+    if !rows.is_empty() {
+        taps.put("decode_logits", &Tensor::cat(&rows, 0)?);
+    }
+    if let Some(t) = taps.get("moe_l1_topk_idx") {
+        let want: Vec<u32> = j["lm"]["moe_l1_topk_idx"]
+            .as_array()
+            .map(|rows| rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()).filter_map(|x| x.as_u64().map(|x| x as u32)).collect())
+            .unwrap_or_default();
+        report.exact("lm.moe_l1_topk_idx", &tensor_ids(t)?, &want);
+    }
+    if let Some(t) = taps.get("prefill_argmax") {
+        report.exact("lm.prefill_argmax", &tensor_ids(t)?, &golden.ids(&["lm", "prefill_argmax"]));
+    }
+
+    // Every golden tensor by name.
+    let ours = taps.into_map();
+    compare_all(&mut report, &golden, &ours)?;
+
+    // Greedy generation, without and with the HF n-gram guard.
+    let run = |ngram: NgramGuard, n: usize| -> Result<Vec<u32>> {
+        let mut cache = lm.new_cache(prompt.len() + n + 1)?;
+        let opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, ngram, ignore_eos: false };
+        Ok(generate(lm, &embeds, &prompt.ids, &opts, &mut cache, cfg.tokens.eos, &mut |_| true)?.ids)
+    };
+    report.exact("lm.generated_ids (n-gram guard off)", &run(NgramGuard::Off, generated.len())?, &generated);
+    let hf = golden.ids(&["lm", "hf_generate_ids"]);
+    if !hf.is_empty() {
+        let kw = &j["lm"]["hf_generate_kwargs"];
+        let size = kw["no_repeat_ngram_size"].as_u64().unwrap_or(20) as usize;
+        let n = kw["max_new_tokens"].as_u64().map(|n| n as usize).unwrap_or(hf.len());
+        report.exact(&format!("lm.hf_generate_ids (HF n-gram guard {size})"), &run(NgramGuard::Hf { size }, n)?, &hf);
+    }
+    if let Some(path) = dump_to {
+        dump(path, &golden, &ours)?;
+    }
+    Ok(report)
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod bench;
+pub mod debug_parity;
 pub mod debug_preprocess;
 pub mod debug_random;
 pub mod model_source;
@@ -49,6 +50,8 @@ pub enum Command {
 pub enum DebugCommand {
     /// Write the exact preprocessed views of an image (PNG) and preprocess.json.
     Preprocess(debug_preprocess::Args),
+    /// Compare every stage with a golden case of the reference implementation.
+    Parity(debug_parity::Args),
     /// Write a random-weight checkpoint in the official layout (streamed to disk).
     RandomCheckpoint(debug_random::Args),
 }
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Ocr(a) => ocr::run(a, cli.quiet),
         Command::Debug(DebugCommand::Preprocess(a)) => debug_preprocess::run(a),
         Command::Debug(DebugCommand::RandomCheckpoint(a)) => debug_random::run(a),
+        Command::Debug(DebugCommand::Parity(a)) => debug_parity::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dsocr", &mut std::io::stdout());
