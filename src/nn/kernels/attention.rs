@@ -130,7 +130,7 @@ pub fn attention_with(
             KernelPath::Amx | KernelPath::Avx512 => unsafe { task_avx512(&ctx, h, i0, i1) },
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx2 => unsafe { task_avx2(&ctx, h, i0, i1) },
-            _ => task::<false>(&ctx, h, i0, i1),
+            _ => task::<Generic<false>>(&ctx, h, i0, i1),
         }
     });
     Ok(())
@@ -147,17 +147,33 @@ struct Ctx<'a> {
     out: SendPtr,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn task_avx512(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
-    task::<true>(ctx, h, i0, i1)
+/// The two small matrix products of a block, per instruction set.
+trait BlockKernels {
+    /// `s[r][j] = Σ_d q[r·d + d'] · kt[d'·BK + j]` for the `RB` query rows at `q`.
+    ///
+    /// # Safety
+    /// `q` holds `RB · d` values, `kt` `d · BK`; the CPU supports the implementation.
+    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]);
+    /// `o[r·d + d'] += Σ_{j<nb} p[r][j] · v[j·d + d']` for `RB` rows of `o`.
+    ///
+    /// # Safety
+    /// `v` holds `nb · d` values, `o` `RB · d`; the CPU supports the implementation.
+    unsafe fn pv(p: &[[f32; BK]; RB], v: *const f32, nb: usize, d: usize, o: *mut f32);
+    /// `x[j] = e^(x[j] − m)` for a row whose entries are all ≤ `m` (masked ones −∞).
+    ///
+    /// # Safety
+    /// The CPU supports the implementation.
+    #[inline(always)]
+    unsafe fn exp_row(x: &mut [f32; BK], m: f32) {
+        for v in x.iter_mut() {
+            *v = exp_neg(*v - m);
+        }
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn task_avx2(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
-    task::<true>(ctx, h, i0, i1)
-}
+/// Plain loops; with `FMA` (compiled inside an AVX2+FMA function) the compiler fuses and
+/// vectorises them.
+struct Generic<const FMA: bool>;
 
 /// `a·b + c`, fused when the target has FMA (`FMA`), plain otherwise (a software `fmaf`
 /// would be far slower than the rounding it saves).
@@ -170,15 +186,179 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
+impl<const FMA: bool> BlockKernels for Generic<FMA> {
+    #[inline(always)]
+    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]) {
+        *s = [[0.0; BK]; RB];
+        for dd in 0..d {
+            let krow = &*(kt.add(dd * BK) as *const [f32; BK]);
+            for (r, acc) in s.iter_mut().enumerate() {
+                let qv = *q.add(r * d + dd);
+                for j in 0..BK {
+                    acc[j] = madd::<FMA>(qv, krow[j], acc[j]);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pv(p: &[[f32; BK]; RB], v: *const f32, nb: usize, d: usize, o: *mut f32) {
+        for j in 0..nb {
+            let vrow = std::slice::from_raw_parts(v.add(j * d), d);
+            for (r, pr) in p.iter().enumerate() {
+                let orow = std::slice::from_raw_parts_mut(o.add(r * d), d);
+                let pj = pr[j];
+                for (ov, vv) in orow.iter_mut().zip(vrow) {
+                    *ov = madd::<FMA>(pj, *vv, *ov);
+                }
+            }
+        }
+    }
+}
+
+/// AVX-512: scores keep the 4×64 block in 16 zmm registers; `pv` keeps 4 rows × 64
+/// channels of the output in registers while streaming the value rows.
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl BlockKernels for Avx512 {
+    #[inline(always)]
+    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]) {
+        avx512_scores(q, d, kt, s)
+    }
+
+    #[inline(always)]
+    unsafe fn pv(p: &[[f32; BK]; RB], v: *const f32, nb: usize, d: usize, o: *mut f32) {
+        avx512_pv(p, v, nb, d, o)
+    }
+
+    #[inline(always)]
+    unsafe fn exp_row(x: &mut [f32; BK], m: f32) {
+        Self::exp_row_impl(x, m)
+    }
+}
+
+/// Kept out of line so the register allocator sees only this loop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+#[inline(never)]
+unsafe fn avx512_scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]) {
+        use core::arch::x86_64::*;
+        let mut acc = [[_mm512_setzero_ps(); BK / 16]; RB];
+        for dd in 0..d {
+            let kp = kt.add(dd * BK);
+            let kv = [_mm512_loadu_ps(kp), _mm512_loadu_ps(kp.add(16)), _mm512_loadu_ps(kp.add(32)), _mm512_loadu_ps(kp.add(48))];
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let qv = _mm512_set1_ps(*q.add(r * d + dd));
+                for c in 0..BK / 16 {
+                    acc_r[c] = _mm512_fmadd_ps(qv, kv[c], acc_r[c]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for c in 0..BK / 16 {
+                _mm512_storeu_ps(s[r].as_mut_ptr().add(16 * c), acc_r[c]);
+            }
+        }
+    }
+
+/// Kept out of line so the register allocator sees only this loop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+#[inline(never)]
+unsafe fn avx512_pv(p: &[[f32; BK]; RB], v: *const f32, nb: usize, d: usize, o: *mut f32) {
+        use core::arch::x86_64::*;
+        // Output channels in chunks of up to 64 (4 vectors), the last ones masked.
+        let mut c0 = 0;
+        while c0 < d {
+            let width = (d - c0).min(64);
+            let masks: [__mmask16; 4] = core::array::from_fn(|c| {
+                let n = width.saturating_sub(16 * c).min(16);
+                ((1u32 << n) - 1) as __mmask16
+            });
+            let mut acc = [[_mm512_setzero_ps(); 4]; RB];
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                for c in 0..4 {
+                    acc_r[c] = _mm512_maskz_loadu_ps(masks[c], o.add(r * d + c0 + 16 * c));
+                }
+            }
+            for j in 0..nb {
+                let vp = v.add(j * d + c0);
+                let vv: [__m512; 4] = core::array::from_fn(|c| _mm512_maskz_loadu_ps(masks[c], vp.add(16 * c)));
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let pj = _mm512_set1_ps(p[r][j]);
+                    for c in 0..4 {
+                        acc_r[c] = _mm512_fmadd_ps(pj, vv[c], acc_r[c]);
+                    }
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate() {
+                for c in 0..4 {
+                    _mm512_mask_storeu_ps(o.add(r * d + c0 + 16 * c), masks[c], acc_r[c]);
+                }
+            }
+            c0 += width;
+        }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512 {
+    /// Same polynomial as [`exp_neg`], 16 lanes at a time.
+    #[inline(always)]
+    unsafe fn exp_row_impl(x: &mut [f32; BK], m: f32) {
+        use core::arch::x86_64::*;
+        let mv = _mm512_set1_ps(m);
+        let lo = _mm512_set1_ps(-87.0);
+        let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
+        let c: [__m512; 7] = [
+            _mm512_set1_ps(1.535_336_2e-4),
+            _mm512_set1_ps(1.339_887_4e-3),
+            _mm512_set1_ps(9.618_437e-3),
+            _mm512_set1_ps(5.550_332_5e-2),
+            _mm512_set1_ps(2.402_264_8e-1),
+            _mm512_set1_ps(6.931_472e-1),
+            _mm512_set1_ps(1.0),
+        ];
+        for i in 0..BK / 16 {
+            let p = x.as_mut_ptr().add(16 * i);
+            let t = _mm512_mul_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_loadu_ps(p), mv), lo), log2e);
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+            let f = _mm512_sub_ps(t, n);
+            let mut y = c[0];
+            for ck in &c[1..] {
+                y = _mm512_fmadd_ps(y, f, *ck);
+            }
+            _mm512_storeu_ps(p, _mm512_scalef_ps(y, n));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn task_avx512(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
+    task::<Avx512>(ctx, h, i0, i1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn task_avx2(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
+    task::<Generic<true>>(ctx, h, i0, i1)
+}
+
 /// `e^x` for `x ≤ 0`, branch-free so loops over it vectorise; relative error ~2e-7.
-/// Inputs below −87 give ≈ 1e-38 (treated as zero weight by the softmax).
+/// Inputs below −87 give ≈ 1e-38.
 #[inline(always)]
 fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer without a libm call.
+    // Adding 1.5·2^23 rounds to the nearest integer and leaves it in the low mantissa bits,
+    // with no libm call and no saturating float → int conversion (both block vectorising).
     const ROUND: f32 = 12_582_912.0;
-    let t = x.max(-87.0) * LOG2E;
-    let n = (t + ROUND) - ROUND;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let t = x * LOG2E;
+    let shifted = t + ROUND;
+    let n = shifted - ROUND;
+    let ni = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let f = t - n; // in [-0.5, 0.5]
     // Minimax polynomial for 2^f on [-0.5, 0.5].
     let p = 1.535_336_2e-4f32;
@@ -188,25 +368,69 @@ fn exp_neg(x: f32) -> f32 {
     let p = p * f + 2.402_264_8e-1;
     let p = p * f + 6.931_472e-1;
     let p = p * f + 1.0;
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+    f32::from_bits(((ni + 127) << 23) as u32) * p
+}
+
+/// Lane-wise maximum and sum over a block row, written with 16 explicit lanes so the
+/// compiler vectorises them (a plain fold is sequential in IEEE order).
+#[inline(always)]
+fn lanes_max(x: &[f32; BK]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    for c in x.chunks_exact(16) {
+        for (a, b) in m.iter_mut().zip(c) {
+            *a = if *b > *a { *b } else { *a };
+        }
+    }
+    m.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b))
+}
+
+#[inline(always)]
+fn lanes_sum(x: &[f32; BK]) -> f32 {
+    let mut s = [0f32; 16];
+    for c in x.chunks_exact(16) {
+        for (a, b) in s.iter_mut().zip(c) {
+            *a += *b;
+        }
+    }
+    s.iter().sum()
+}
+
+/// Adds SAM's decomposed bias for keys `j0..j0+limit` of one query: runs of keys on the
+/// same grid row share `rh[yk]` and read a contiguous slice of `rw`.
+#[inline(always)]
+fn add_rel_pos(srow: &mut [f32], j0: usize, rh: &[f32], rw: &[f32], gw: usize) {
+    let mut j = 0;
+    while j < srow.len() {
+        let key = j0 + j;
+        let (yk, xk) = (key / gw, key % gw);
+        let run = (gw - xk).min(srow.len() - j);
+        let hb = rh[yk];
+        for (x, w) in srow[j..j + run].iter_mut().zip(&rw[xk..xk + run]) {
+            *x += hb + w;
+        }
+        j += run;
+    }
 }
 
 /// One task: queries `i0..i1` of head `h`.
 #[inline(always)]
-fn task<const FMA: bool>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
+fn task<K: BlockKernels>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
     let AttnShape { heads, kv_heads, q_len, kv_len, head_dim: d } = ctx.shape;
     let rows = i1 - i0;
     let kvh = h / (heads / kv_heads);
-    let qh = &ctx.q[(h * q_len + i0) * d..(h * q_len + i1) * d];
     let kh = &ctx.k[kvh * kv_len * d..(kvh + 1) * kv_len * d];
     let vh = &ctx.v[kvh * kv_len * d..(kvh + 1) * kv_len * d];
     // Causal: the last query of the block sees keys up to `i1 - 1 + kv_len - q_len`.
     let shift = kv_len - q_len.min(kv_len);
     let kv_end = if ctx.causal { (i1 + shift).min(kv_len) } else { kv_len };
 
+    // Query rows padded to whole groups of RB (zero rows are computed and dropped).
+    let groups = rows.div_ceil(RB);
+    let mut qb = vec![0f32; groups * RB * d];
+    qb[..rows * d].copy_from_slice(&ctx.q[(h * q_len + i0) * d..(h * q_len + i1) * d]);
     let mut kt = vec![0f32; d * BK]; // key block transposed: (d, BK)
-    let mut s = vec![[0f32; BK]; BQ]; // scores, then probabilities
-    let mut o = vec![0f32; BQ * d];
+    let mut s = vec![[[0f32; BK]; RB]; groups]; // scores, then probabilities
+    let mut o = vec![0f32; groups * RB * d];
     let mut mx = [f32::NEG_INFINITY; BQ];
     let mut l = [0f32; BQ];
 
@@ -222,58 +446,34 @@ fn task<const FMA: bool>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
                 row[nb..].fill(0.0);
             }
         }
-        // Scores: RB query rows at a time share each row of the transposed key block.
-        let mut r0 = 0;
-        while r0 < rows {
-            let rb = RB.min(rows - r0);
-            let mut acc = [[0f32; BK]; RB];
-            for dd in 0..d {
-                let krow: &[f32; BK] = kt[dd * BK..(dd + 1) * BK].try_into().unwrap_or(&[0.0; BK]);
-                for (r, acc_r) in acc.iter_mut().enumerate().take(rb) {
-                    let qv = qh[(r0 + r) * d + dd];
-                    for j in 0..BK {
-                        acc_r[j] = madd::<FMA>(qv, krow[j], acc_r[j]);
-                    }
-                }
-            }
-            s[r0..r0 + rb].copy_from_slice(&acc[..rb]);
-            r0 += rb;
+        for (g, sg) in s.iter_mut().enumerate() {
+            // SAFETY: qb holds `groups · RB · d` values and kt `d · BK`.
+            unsafe { K::scores(qb.as_ptr().add(g * RB * d), d, kt.as_ptr(), sg) };
         }
         // Scale, bias, mask, online softmax.
         for r in 0..rows {
             let qi = i0 + r;
             let limit = if ctx.causal { (qi + shift + 1).saturating_sub(j0).min(nb) } else { nb };
-            let srow = &mut s[r];
+            let srow = &mut s[r / RB][r % RB];
             if limit == 0 {
                 srow.fill(0.0);
                 continue;
             }
-            for x in srow[..limit].iter_mut() {
+            for x in srow.iter_mut() {
                 *x *= ctx.scale;
             }
             if let AttnBias::RelPos { rel_h, rel_w, kh: gh, kw: gw } = ctx.bias {
                 let rh = &rel_h[(h * q_len + qi) * gh..(h * q_len + qi + 1) * gh];
                 let rw = &rel_w[(h * q_len + qi) * gw..(h * q_len + qi + 1) * gw];
-                let (mut yk, mut xk) = (j0 / gw, j0 % gw);
-                for x in srow[..limit].iter_mut() {
-                    *x += rh[yk] + rw[xk];
-                    xk += 1;
-                    if xk == gw {
-                        xk = 0;
-                        yk += 1;
-                    }
-                }
+                add_rel_pos(&mut srow[..limit], j0, rh, rw, gw);
             }
-            let bm = srow[..limit].iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b));
-            let m_new = mx[r].max(bm);
+            srow[limit..].fill(f32::NEG_INFINITY);
+            let m_new = mx[r].max(lanes_max(srow));
             let alpha = exp_neg(mx[r] - m_new);
-            let mut sum = 0f32;
-            for x in srow[..limit].iter_mut() {
-                *x = exp_neg(*x - m_new);
-                sum += *x;
-            }
+            // SAFETY: the task function enabled K's instruction set.
+            unsafe { K::exp_row(srow, m_new) };
             srow[limit..].fill(0.0);
-            l[r] = l[r] * alpha + sum;
+            l[r] = l[r] * alpha + lanes_sum(srow);
             mx[r] = m_new;
             if alpha != 1.0 {
                 for x in o[r * d..(r + 1) * d].iter_mut() {
@@ -281,20 +481,9 @@ fn task<const FMA: bool>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
                 }
             }
         }
-        // o += p · v, RB rows per loaded value row.
-        let mut r0 = 0;
-        while r0 < rows {
-            let rb = RB.min(rows - r0);
-            let ob = &mut o[r0 * d..(r0 + rb) * d];
-            for (j, vrow) in vh[j0 * d..(j0 + nb) * d].chunks_exact(d).enumerate() {
-                for (r, orow) in ob.chunks_exact_mut(d).enumerate() {
-                    let p = s[r0 + r][j];
-                    for (ov, vv) in orow.iter_mut().zip(vrow) {
-                        *ov = madd::<FMA>(p, *vv, *ov);
-                    }
-                }
-            }
-            r0 += rb;
+        for (g, sg) in s.iter().enumerate() {
+            // SAFETY: vh holds `kv_len · d` values from `j0`, o `groups · RB · d`.
+            unsafe { K::pv(sg, vh.as_ptr().add(j0 * d), nb, d, o.as_mut_ptr().add(g * RB * d)) };
         }
     }
     for r in 0..rows {
