@@ -105,6 +105,32 @@ pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0
                     options(nostack, readonly),
                 );
             }
+            if r + MR <= r1 && (p + 2) * PANEL <= dst.n {
+                // The whole 32×32 block is inside the output: store the tiles in place.
+                let out = dst.ptr.0.add(r * dst.n + p * PANEL);
+                asm!(
+                    "tilestored [{c0} + {ld}*1], tmm0",
+                    "tilestored [{c1} + {ld}*1], tmm1",
+                    "tilestored [{c2} + {ld}*1], tmm2",
+                    "tilestored [{c3} + {ld}*1], tmm3",
+                    c0 = in(reg) out,
+                    c1 = in(reg) out.add(PANEL),
+                    c2 = in(reg) out.add(16 * dst.n),
+                    c3 = in(reg) out.add(16 * dst.n + PANEL),
+                    ld = in(reg) dst.n * 4,
+                    options(nostack),
+                );
+                if let Some(b) = dst.bias {
+                    let b = &b[p * PANEL..(p + 2) * PANEL];
+                    for i in 0..MR {
+                        let row = std::slice::from_raw_parts_mut(out.add(i * dst.n), 2 * PANEL);
+                        for (y, bv) in row.iter_mut().zip(b) {
+                            *y += bv;
+                        }
+                    }
+                }
+                continue;
+            }
             store_tiles(&mut c.0);
             for i in 0..16 {
                 for (t, (dr, dp)) in [(0, 0), (0, 1), (16, 0), (16, 1)].into_iter().enumerate() {

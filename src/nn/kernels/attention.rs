@@ -118,7 +118,22 @@ pub fn attention_with(
     if kv_len == 0 {
         bail!("attention: no keys");
     }
-    let ctx = Ctx { q, k, v, shape, bias, scale, causal, out: SendPtr(out.as_mut_ptr()) };
+    // Keys transposed once, so each block's scores are rows of `BK` contiguous keys.
+    let ldk = kv_len.next_multiple_of(BK);
+    let mut kt = vec![0f32; kv_heads * d * ldk];
+    kt.par_chunks_mut(d * ldk).zip(k.par_chunks(kv_len * d)).for_each(|(dst, src)| {
+        // Block by block, writing contiguous runs (the block's reads stay in L1).
+        for j0 in (0..kv_len).step_by(BK) {
+            let block = &src[j0 * d..(j0 + BK).min(kv_len) * d];
+            for dd in 0..d {
+                let row = &mut dst[dd * ldk + j0..dd * ldk + j0 + block.len() / d];
+                for (j, val) in row.iter_mut().enumerate() {
+                    *val = block[j * d + dd];
+                }
+            }
+        }
+    });
+    let ctx = Ctx { q, kt: &kt, ldk, v, shape, bias, scale, causal, out: SendPtr(out.as_mut_ptr()) };
     let path = clamp(path);
     let qblocks = q_len.div_ceil(BQ);
     (0..heads * qblocks).into_par_iter().for_each(|t| {
@@ -138,7 +153,10 @@ pub fn attention_with(
 
 struct Ctx<'a> {
     q: &'a [f32],
-    k: &'a [f32],
+    /// Keys transposed per kv head: `(kv_heads, head_dim, ldk)`, zero past `kv_len`.
+    kt: &'a [f32],
+    /// Row length of `kt`: `kv_len` rounded up to whole key blocks.
+    ldk: usize,
     v: &'a [f32],
     shape: AttnShape,
     bias: AttnBias<'a>,
@@ -149,11 +167,12 @@ struct Ctx<'a> {
 
 /// The two small matrix products of a block, per instruction set.
 trait BlockKernels {
-    /// `s[r][j] = Σ_d q[r·d + d'] · kt[d'·BK + j]` for the `RB` query rows at `q`.
+    /// `s[r][j] = Σ_d q[r·d + d'] · kt[d'·ldk + j]` for the `RB` query rows at `q`.
     ///
     /// # Safety
-    /// `q` holds `RB · d` values, `kt` `d · BK`; the CPU supports the implementation.
-    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]);
+    /// `q` holds `RB · d` values, `kt` `d` rows of `BK` values `ldk` apart; the CPU supports
+    /// the implementation.
+    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, ldk: usize, s: &mut [[f32; BK]; RB]);
     /// `o[r·d + d'] += Σ_{j<nb} p[r][j] · v[j·d + d']` for `RB` rows of `o`.
     ///
     /// # Safety
@@ -188,10 +207,10 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 
 impl<const FMA: bool> BlockKernels for Generic<FMA> {
     #[inline(always)]
-    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]) {
+    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, ldk: usize, s: &mut [[f32; BK]; RB]) {
         *s = [[0.0; BK]; RB];
         for dd in 0..d {
-            let krow = &*(kt.add(dd * BK) as *const [f32; BK]);
+            let krow = &*(kt.add(dd * ldk) as *const [f32; BK]);
             for (r, acc) in s.iter_mut().enumerate() {
                 let qv = *q.add(r * d + dd);
                 for j in 0..BK {
@@ -224,8 +243,8 @@ struct Avx512;
 #[cfg(target_arch = "x86_64")]
 impl BlockKernels for Avx512 {
     #[inline(always)]
-    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]) {
-        avx512_scores(q, d, kt, s)
+    unsafe fn scores(q: *const f32, d: usize, kt: *const f32, ldk: usize, s: &mut [[f32; BK]; RB]) {
+        avx512_scores(q, d, kt, ldk, s)
     }
 
     #[inline(always)]
@@ -243,11 +262,11 @@ impl BlockKernels for Avx512 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 #[inline(never)]
-unsafe fn avx512_scores(q: *const f32, d: usize, kt: *const f32, s: &mut [[f32; BK]; RB]) {
+unsafe fn avx512_scores(q: *const f32, d: usize, kt: *const f32, ldk: usize, s: &mut [[f32; BK]; RB]) {
         use core::arch::x86_64::*;
         let mut acc = [[_mm512_setzero_ps(); BK / 16]; RB];
         for dd in 0..d {
-            let kp = kt.add(dd * BK);
+            let kp = kt.add(dd * ldk);
             let kv = [_mm512_loadu_ps(kp), _mm512_loadu_ps(kp.add(16)), _mm512_loadu_ps(kp.add(32)), _mm512_loadu_ps(kp.add(48))];
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let qv = _mm512_set1_ps(*q.add(r * d + dd));
@@ -418,7 +437,6 @@ fn task<K: BlockKernels>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
     let AttnShape { heads, kv_heads, q_len, kv_len, head_dim: d } = ctx.shape;
     let rows = i1 - i0;
     let kvh = h / (heads / kv_heads);
-    let kh = &ctx.k[kvh * kv_len * d..(kvh + 1) * kv_len * d];
     let vh = &ctx.v[kvh * kv_len * d..(kvh + 1) * kv_len * d];
     // Causal: the last query of the block sees keys up to `i1 - 1 + kv_len - q_len`.
     let shift = kv_len - q_len.min(kv_len);
@@ -428,7 +446,6 @@ fn task<K: BlockKernels>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
     let groups = rows.div_ceil(RB);
     let mut qb = vec![0f32; groups * RB * d];
     qb[..rows * d].copy_from_slice(&ctx.q[(h * q_len + i0) * d..(h * q_len + i1) * d]);
-    let mut kt = vec![0f32; d * BK]; // key block transposed: (d, BK)
     let mut s = vec![[[0f32; BK]; RB]; groups]; // scores, then probabilities
     let mut o = vec![0f32; groups * RB * d];
     let mut mx = [f32::NEG_INFINITY; BQ];
@@ -436,19 +453,10 @@ fn task<K: BlockKernels>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
 
     for j0 in (0..kv_end).step_by(BK) {
         let nb = BK.min(kv_end - j0);
-        for (jj, key) in kh[j0 * d..(j0 + nb) * d].chunks_exact(d).enumerate() {
-            for (dd, val) in key.iter().enumerate() {
-                kt[dd * BK + jj] = *val;
-            }
-        }
-        if nb < BK {
-            for row in kt.chunks_exact_mut(BK) {
-                row[nb..].fill(0.0);
-            }
-        }
+        let kt = ctx.kt[kvh * d * ctx.ldk + j0..].as_ptr();
         for (g, sg) in s.iter_mut().enumerate() {
-            // SAFETY: qb holds `groups · RB · d` values and kt `d · BK`.
-            unsafe { K::scores(qb.as_ptr().add(g * RB * d), d, kt.as_ptr(), sg) };
+            // SAFETY: qb holds `groups · RB · d` values; kt has `d` rows of `ldk ≥ j0 + BK`.
+            unsafe { K::scores(qb.as_ptr().add(g * RB * d), d, kt, ctx.ldk, sg) };
         }
         // Scale, bias, mask, online softmax.
         for r in 0..rows {
