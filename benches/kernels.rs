@@ -64,7 +64,9 @@ fn bench_gemm(name: &str, n: usize, k: usize, m: usize) {
     let mut out = vec![0f32; m * n];
     let t_bf16 = time(budget, || kernels::gemm_bf16(&x, m, &bf, None, &mut out).expect("gemm"));
     let t_avx512 = if kernels::active_path() == KernelPath::Amx && m > 1 {
-        Some(time(budget, || kernels::gemm_bf16_with(KernelPath::Avx512, &x, m, &bf, None, &mut out).expect("gemm")))
+        Some(time(budget, || {
+            kernels::gemm_bf16_with(KernelPath::Avx512, &x, m, &bf, None, &mut out).expect("gemm")
+        }))
     } else {
         None
     };
@@ -116,10 +118,21 @@ fn bench_attention(name: &str, heads: usize, len: usize, d: usize, rel: Option<u
         None => (vec![], vec![]),
     };
     let bias = match rel {
-        Some(g) => AttnBias::RelPos { rel_h: &rel_h, rel_w: &rel_w, kh: g, kw: g },
+        Some(g) => AttnBias::RelPos {
+            rel_h: &rel_h,
+            rel_w: &rel_w,
+            kh: g,
+            kw: g,
+        },
         None => AttnBias::None,
     };
-    let shape = AttnShape { heads, kv_heads: heads, q_len: len, kv_len: len, head_dim: d };
+    let shape = AttnShape {
+        heads,
+        kv_heads: heads,
+        q_len: len,
+        kv_len: len,
+        head_dim: d,
+    };
     let mut out = vec![0f32; q.len()];
     let t_ours = time(budget, || {
         kernels::attention(&q, &k, &v, shape, bias, scale, false, &mut out).expect("attention")
@@ -153,7 +166,10 @@ fn main() {
     bench_gemm("SAM qkv", 2304, 768, 4096);
     bench_gemm("CLIP fc1", 4096, 1024, 257);
     println!();
-    println!("| {:<34} | {:>23} | {:>23} |", "attention (f32)", "candle naive", "ours blockwise");
+    println!(
+        "| {:<34} | {:>23} | {:>23} |",
+        "attention (f32)", "candle naive", "ours blockwise"
+    );
     println!("|---|---|---|");
     bench_attention("SAM global 12×4096×64 + rel-pos", 12, 4096, 64, Some(64), true);
     bench_attention("SAM window 25×12 heads×196×64 +rel", 300, 196, 64, Some(14), true);

@@ -97,8 +97,16 @@ fn bf16_gemm_matches_reference_on_every_path() {
                     let got = out[i * n + j] as f64;
                     let e1 = (got - exact_rounded - b).abs() / (s + 1e-6);
                     let e2 = (got - exact - b).abs() / (s + 1e-6);
-                    assert!(e1 <= 1e-5, "{path} {m}x{n}x{k} [{i},{j}]: {got} vs {} (rel {e1:e})", exact_rounded + b);
-                    assert!(e2 <= 1e-2, "{path} {m}x{n}x{k} [{i},{j}]: {got} vs {} (rel {e2:e})", exact + b);
+                    assert!(
+                        e1 <= 1e-5,
+                        "{path} {m}x{n}x{k} [{i},{j}]: {got} vs {} (rel {e1:e})",
+                        exact_rounded + b
+                    );
+                    assert!(
+                        e2 <= 1e-2,
+                        "{path} {m}x{n}x{k} [{i},{j}]: {got} vs {} (rel {e2:e})",
+                        exact + b
+                    );
                     worst_rounded = worst_rounded.max(e1);
                     worst_true = worst_true.max(e2);
                 }
@@ -138,7 +146,11 @@ fn gemm_rejects_bad_lengths() {
 fn int8_gemm_matches_reference_on_every_path() {
     // K values of the model that are not multiples of 256 are included (896; 6848 is in
     // the bench), plus odd and tiny ones.
-    let shapes: Vec<(usize, usize, usize)> = SHAPES.iter().copied().chain([(1, 64, 896), (20, 40, 6848 / 8)]).collect();
+    let shapes: Vec<(usize, usize, usize)> = SHAPES
+        .iter()
+        .copied()
+        .chain([(1, 64, 896), (20, 40, 6848 / 8)])
+        .collect();
     for path in paths("int8 gemm") {
         let mut worst_exact = 0f64;
         let mut worst_true = 0f64;
@@ -175,7 +187,11 @@ fn int8_gemm_matches_reference_on_every_path() {
                     let sum_w: f64 = wrow.iter().map(|v| v.abs() as f64).sum();
                     let bound = sw / 2.0 * sum_x + sx / 2.0 * sum_w + k as f64 * sx * sw / 4.0 + 1e-5 * s + 1e-6;
                     let e2 = (got - exact - b).abs();
-                    assert!(e2 <= bound, "{path} {m}x{n}x{k} [{i},{j}]: {got} vs {} beyond bound {bound}", exact + b);
+                    assert!(
+                        e2 <= bound,
+                        "{path} {m}x{n}x{k} [{i},{j}]: {got} vs {} beyond bound {bound}",
+                        exact + b
+                    );
                     worst_exact = worst_exact.max(e1);
                     worst_true = worst_true.max(e2 / (s + 1e-6));
                 }
@@ -200,15 +216,7 @@ fn int8_quantisation_is_symmetric_per_channel() {
 
 /// f64 reference attention.
 #[allow(clippy::too_many_arguments)]
-fn attention_ref(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    s: AttnShape,
-    bias: AttnBias,
-    scale: f32,
-    causal: bool,
-) -> Vec<f32> {
+fn attention_ref(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, bias: AttnBias, scale: f32, causal: bool) -> Vec<f32> {
     let d = s.head_dim;
     let mut out = vec![0f32; q.len()];
     for h in 0..s.heads {
@@ -222,7 +230,8 @@ fn attention_ref(
                 let mut dot: f64 = qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum();
                 dot *= scale as f64;
                 if let AttnBias::RelPos { rel_h, rel_w, kh, kw } = bias {
-                    dot += rel_h[(h * s.q_len + i) * kh + j / kw] as f64 + rel_w[(h * s.q_len + i) * kw + j % kw] as f64;
+                    dot +=
+                        rel_h[(h * s.q_len + i) * kh + j / kw] as f64 + rel_w[(h * s.q_len + i) * kw + j % kw] as f64;
                 }
                 *l = dot;
             }
@@ -249,17 +258,68 @@ fn attention_matches_reference_on_every_path() {
         grid: Option<(usize, usize)>,
         causal: bool,
     }
-    let sh = |heads, kv_heads, q_len, kv_len, head_dim| AttnShape { heads, kv_heads, q_len, kv_len, head_dim };
+    let sh = |heads, kv_heads, q_len, kv_len, head_dim| AttnShape {
+        heads,
+        kv_heads,
+        q_len,
+        kv_len,
+        head_dim,
+    };
     let cases = [
-        Case { name: "clip-like", shape: sh(2, 2, 37, 37, 64), grid: None, causal: false },
-        Case { name: "sam window rel-pos", shape: sh(2, 2, 63, 63, 16), grid: Some((7, 9)), causal: false },
-        Case { name: "sam global rel-pos", shape: sh(1, 1, 196, 196, 64), grid: Some((14, 14)), causal: false },
-        Case { name: "prefill causal", shape: sh(3, 3, 70, 70, 32), grid: None, causal: true },
-        Case { name: "prefill causal gqa", shape: sh(4, 2, 65, 65, 8), grid: None, causal: true },
-        Case { name: "prefill with cache", shape: sh(2, 2, 5, 130, 24), grid: None, causal: true },
-        Case { name: "decode", shape: sh(3, 3, 1, 100, 128), grid: None, causal: true },
-        Case { name: "odd head dim", shape: sh(1, 1, 3, 2, 5), grid: None, causal: false },
-        Case { name: "single", shape: sh(1, 1, 1, 1, 1), grid: None, causal: true },
+        Case {
+            name: "clip-like",
+            shape: sh(2, 2, 37, 37, 64),
+            grid: None,
+            causal: false,
+        },
+        Case {
+            name: "sam window rel-pos",
+            shape: sh(2, 2, 63, 63, 16),
+            grid: Some((7, 9)),
+            causal: false,
+        },
+        Case {
+            name: "sam global rel-pos",
+            shape: sh(1, 1, 196, 196, 64),
+            grid: Some((14, 14)),
+            causal: false,
+        },
+        Case {
+            name: "prefill causal",
+            shape: sh(3, 3, 70, 70, 32),
+            grid: None,
+            causal: true,
+        },
+        Case {
+            name: "prefill causal gqa",
+            shape: sh(4, 2, 65, 65, 8),
+            grid: None,
+            causal: true,
+        },
+        Case {
+            name: "prefill with cache",
+            shape: sh(2, 2, 5, 130, 24),
+            grid: None,
+            causal: true,
+        },
+        Case {
+            name: "decode",
+            shape: sh(3, 3, 1, 100, 128),
+            grid: None,
+            causal: true,
+        },
+        Case {
+            name: "odd head dim",
+            shape: sh(1, 1, 3, 2, 5),
+            grid: None,
+            causal: false,
+        },
+        Case {
+            name: "single",
+            shape: sh(1, 1, 1, 1, 1),
+            grid: None,
+            causal: true,
+        },
     ];
     for path in paths("attention") {
         let mut worst = 0f32;
@@ -270,11 +330,19 @@ fn attention_matches_reference_on_every_path() {
             let k = rng.vec(s.kv_heads * s.kv_len * s.head_dim, 2.0);
             let v = rng.vec(s.kv_heads * s.kv_len * s.head_dim, 1.0);
             let (rel_h, rel_w) = match c.grid {
-                Some((gh, gw)) => (rng.vec(s.heads * s.q_len * gh, 3.0), rng.vec(s.heads * s.q_len * gw, 3.0)),
+                Some((gh, gw)) => (
+                    rng.vec(s.heads * s.q_len * gh, 3.0),
+                    rng.vec(s.heads * s.q_len * gw, 3.0),
+                ),
                 None => (vec![], vec![]),
             };
             let bias = match c.grid {
-                Some((kh, kw)) => AttnBias::RelPos { rel_h: &rel_h, rel_w: &rel_w, kh, kw },
+                Some((kh, kw)) => AttnBias::RelPos {
+                    rel_h: &rel_h,
+                    rel_w: &rel_w,
+                    kh,
+                    kw,
+                },
                 None => AttnBias::None,
             };
             let scale = 1.0 / (s.head_dim as f32).sqrt();
@@ -293,16 +361,60 @@ fn attention_matches_reference_on_every_path() {
 
 #[test]
 fn attention_rejects_bad_shapes() {
-    let s = AttnShape { heads: 2, kv_heads: 2, q_len: 3, kv_len: 2, head_dim: 4 };
+    let s = AttnShape {
+        heads: 2,
+        kv_heads: 2,
+        q_len: 3,
+        kv_len: 2,
+        head_dim: 4,
+    };
     let (q, kv) = (vec![0f32; 24], vec![0f32; 16]);
     let mut out = vec![0f32; 24];
     // More queries than keys cannot be causal.
-    assert!(attention_with(KernelPath::Portable, &q, &kv, &kv, s, AttnBias::None, 1.0, true, &mut out).is_err());
+    assert!(attention_with(
+        KernelPath::Portable,
+        &q,
+        &kv,
+        &kv,
+        s,
+        AttnBias::None,
+        1.0,
+        true,
+        &mut out
+    )
+    .is_err());
     let bad = AttnShape { kv_heads: 3, ..s };
-    assert!(attention_with(KernelPath::Portable, &q, &kv, &kv, bad, AttnBias::None, 1.0, false, &mut out).is_err());
-    let bias = AttnBias::RelPos { rel_h: &[0.0; 6], rel_w: &[0.0; 5], kh: 1, kw: 2 };
+    assert!(attention_with(
+        KernelPath::Portable,
+        &q,
+        &kv,
+        &kv,
+        bad,
+        AttnBias::None,
+        1.0,
+        false,
+        &mut out
+    )
+    .is_err());
+    let bias = AttnBias::RelPos {
+        rel_h: &[0.0; 6],
+        rel_w: &[0.0; 5],
+        kh: 1,
+        kw: 2,
+    };
     assert!(attention_with(KernelPath::Portable, &q, &kv, &kv, s, bias, 1.0, false, &mut out).is_err());
-    assert!(attention_with(KernelPath::Portable, &q, &kv, &kv, s, AttnBias::None, 1.0, false, &mut out).is_ok());
+    assert!(attention_with(
+        KernelPath::Portable,
+        &q,
+        &kv,
+        &kv,
+        s,
+        AttnBias::None,
+        1.0,
+        false,
+        &mut out
+    )
+    .is_ok());
 }
 
 #[test]
@@ -337,12 +449,17 @@ mod linear {
         let w = Tensor::from_vec(rng.vec(n * k, 0.5), (n, k), &dev).unwrap();
         let b = Tensor::from_vec(rng.vec(n, 1.0), n, &dev).unwrap();
         let x = Tensor::from_vec(rng.vec(2 * 3 * k, 1.0), (2, 3, k), &dev).unwrap();
-        let map: HashMap<String, Tensor> = [("l.weight".to_string(), w.clone()), ("l.bias".to_string(), b.clone())].into();
+        let map: HashMap<String, Tensor> =
+            [("l.weight".to_string(), w.clone()), ("l.bias".to_string(), b.clone())].into();
         let vb = VarBuilder::from_tensors(map, DType::F32, &dev);
         let reference = Linear::load(vb.pp("l"), k, n, true).unwrap();
         let want = reference.forward(&x).unwrap();
         // Σ|x||w| per output bounds the error, as in the kernel tests.
-        let s = x.abs().unwrap().broadcast_matmul(&w.abs().unwrap().t().unwrap()).unwrap();
+        let s = x
+            .abs()
+            .unwrap()
+            .broadcast_matmul(&w.abs().unwrap().t().unwrap())
+            .unwrap();
         for (precision, rel) in [(Precision::Bf16, 1e-2f32), (Precision::Int8, 2e-2)] {
             let lin = Linear::load_with(vb.pp("l"), k, n, true, precision).unwrap();
             assert_eq!(lin.precision(), precision);
@@ -350,19 +467,38 @@ mod linear {
             let got = lin.forward(&x).unwrap();
             assert_eq!(got.dims(), &[2, 3, n]);
             let err = (got.clone() - &want).unwrap().abs().unwrap();
-            let ratio = (err / (s.clone() + 1e-6).unwrap()).unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let ratio = (err / (s.clone() + 1e-6).unwrap())
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(ratio <= rel, "{precision}: error/S {ratio}");
             eprintln!("linear {precision}: max error/S {ratio:.2e}");
             // Non-contiguous and non-f32 inputs go through the same kernel.
             let xt = x.transpose(0, 1).unwrap();
             let got_t = lin.forward(&xt).unwrap().transpose(0, 1).unwrap();
-            let diff = (got_t - &got).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (got_t - &got)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff <= 1e-6);
             assert!(lin.forward(&x.narrow(2, 0, k - 1).unwrap()).is_err());
         }
         let f32_lin = Linear::load_with(vb.pp("l"), k, n, true, Precision::F32).unwrap();
         assert!(f32_lin.weight().is_some());
-        let same = (f32_lin.forward(&x).unwrap() - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let same = (f32_lin.forward(&x).unwrap() - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(same, 0.0);
     }
 

@@ -54,16 +54,30 @@ impl Linear {
         if precision == Precision::F32 || !vb.device().is_cpu() {
             return Self::load(vb, in_dim, out_dim, bias);
         }
-        let dtype = if precision == Precision::Bf16 { DType::BF16 } else { DType::F32 };
+        let dtype = if precision == Precision::Bf16 {
+            DType::BF16
+        } else {
+            DType::F32
+        };
         let weight = vb.get_with_hints_dtype((out_dim, in_dim), "weight", Default::default(), dtype)?;
-        let bias = if bias { Some(vb.get_with_hints_dtype(out_dim, "bias", Default::default(), DType::F32)?) } else { None };
+        let bias = if bias {
+            Some(vb.get_with_hints_dtype(out_dim, "bias", Default::default(), DType::F32)?)
+        } else {
+            None
+        };
         Self::from_tensors_with(weight, bias, precision)
     }
 
     /// Wraps existing tensors (candle matmul, any device and dtype).
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Self {
         let (out_dim, in_dim) = weight.dims2().unwrap_or((0, 0));
-        Self { weight: Weight::Tensor(weight), bias, bias_host: None, in_dim, out_dim }
+        Self {
+            weight: Weight::Tensor(weight),
+            bias,
+            bias_host: None,
+            in_dim,
+            out_dim,
+        }
     }
 
     /// Wraps existing tensors, packing the `(out, in)` weight for `precision` when the
@@ -92,7 +106,13 @@ impl Linear {
                 bail!("linear: bias has {} elements for {out_dim} outputs", b.len());
             }
         }
-        Ok(Self { weight: packed, bias, bias_host, in_dim, out_dim })
+        Ok(Self {
+            weight: packed,
+            bias,
+            bias_host,
+            in_dim,
+            out_dim,
+        })
     }
 
     /// The precision the layer computes in.
@@ -131,7 +151,11 @@ impl Linear {
     /// `x · Wᵀ + b` with the packed kernels: `x` on the CPU with last dim `in_dim`.
     fn forward_packed(&self, x: &Tensor) -> Result<Tensor> {
         if !x.device().is_cpu() {
-            bail!("linear: a {} layer packed for the CPU got an input on {:?}", self.precision(), x.device());
+            bail!(
+                "linear: a {} layer packed for the CPU got an input on {:?}",
+                self.precision(),
+                x.device()
+            );
         }
         let dims = x.dims();
         match dims.last() {

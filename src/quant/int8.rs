@@ -26,7 +26,10 @@ impl QuantizedInt8 {
         }
         let mut values = vec![0i8; n * k];
         let mut scales = vec![0f32; n];
-        for (row, (dst, scale)) in w.chunks_exact(k.max(1)).zip(values.chunks_exact_mut(k.max(1)).zip(&mut scales)) {
+        for (row, (dst, scale)) in w
+            .chunks_exact(k.max(1))
+            .zip(values.chunks_exact_mut(k.max(1)).zip(&mut scales))
+        {
             *scale = quantize_row(row, dst).1;
         }
         Some(Self { n, k, values, scales })
@@ -52,7 +55,11 @@ pub fn quantize_row(x: &[f32], out: &mut [i8]) -> (f32, f32) {
     if amax == 0.0 || !amax.is_finite() {
         let inf = !amax.is_finite();
         for (o, v) in out.iter_mut().zip(x) {
-            *o = if inf && v.is_infinite() { 127 * v.signum() as i8 } else { 0 };
+            *o = if inf && v.is_infinite() {
+                127 * v.signum() as i8
+            } else {
+                0
+            };
         }
         return (amax, 0.0);
     }

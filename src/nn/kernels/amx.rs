@@ -81,7 +81,13 @@ pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0
     configure();
     for r in (r0..r1).step_by(MR) {
         for p in (p0..p1).step_by(2) {
-            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
             let a0 = a.as_ptr().add(r * kp);
             let a1 = a0.add(16 * kp);
             let b0 = w.data().as_ptr().add(p * ps);
@@ -136,7 +142,8 @@ pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0
                 for (t, (dr, dp)) in [(0, 0), (0, 1), (16, 0), (16, 1)].into_iter().enumerate() {
                     let row = r + dr + i;
                     if row < r1 {
-                        let vals: &[f32; PANEL] = c.0[t][i * PANEL..(i + 1) * PANEL].try_into().unwrap_or(&[0.0; PANEL]);
+                        let vals: &[f32; PANEL] =
+                            c.0[t][i * PANEL..(i + 1) * PANEL].try_into().unwrap_or(&[0.0; PANEL]);
                         dst.store16(row, (p + dp) * PANEL, vals);
                     }
                 }
@@ -158,7 +165,13 @@ pub unsafe fn gemm_int8_tile(a: &[i8], w: &PackedInt8, r0: usize, r1: usize, p0:
     configure();
     for r in (r0..r1).step_by(MR) {
         for p in (p0..p1).step_by(2) {
-            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
             let a0 = a.as_ptr().add(r * kp);
             let a1 = a0.add(16 * kp);
             let b0 = w.data().as_ptr().add(p * ps);

@@ -90,15 +90,29 @@ pub fn attention_with(
     causal: bool,
     out: &mut [f32],
 ) -> Result<()> {
-    let AttnShape { heads, kv_heads, q_len, kv_len, head_dim: d } = shape;
+    let AttnShape {
+        heads,
+        kv_heads,
+        q_len,
+        kv_len,
+        head_dim: d,
+    } = shape;
     if kv_heads == 0 || heads % kv_heads != 0 {
         bail!("attention: {heads} heads are not a multiple of {kv_heads} kv heads");
     }
     if q.len() != heads * q_len * d || out.len() != q.len() {
-        bail!("attention: q/out have {}/{} elements, expected {heads}×{q_len}×{d}", q.len(), out.len());
+        bail!(
+            "attention: q/out have {}/{} elements, expected {heads}×{q_len}×{d}",
+            q.len(),
+            out.len()
+        );
     }
     if k.len() != kv_heads * kv_len * d || v.len() != k.len() {
-        bail!("attention: k/v have {}/{} elements, expected {kv_heads}×{kv_len}×{d}", k.len(), v.len());
+        bail!(
+            "attention: k/v have {}/{} elements, expected {kv_heads}×{kv_len}×{d}",
+            k.len(),
+            v.len()
+        );
     }
     if causal && q_len > kv_len {
         bail!("attention: causal with {q_len} queries but only {kv_len} keys");
@@ -121,19 +135,31 @@ pub fn attention_with(
     // Keys transposed once, so each block's scores are rows of `BK` contiguous keys.
     let ldk = kv_len.next_multiple_of(BK);
     let mut kt = vec![0f32; kv_heads * d * ldk];
-    kt.par_chunks_mut(d * ldk).zip(k.par_chunks(kv_len * d)).for_each(|(dst, src)| {
-        // Block by block, writing contiguous runs (the block's reads stay in L1).
-        for j0 in (0..kv_len).step_by(BK) {
-            let block = &src[j0 * d..(j0 + BK).min(kv_len) * d];
-            for dd in 0..d {
-                let row = &mut dst[dd * ldk + j0..dd * ldk + j0 + block.len() / d];
-                for (j, val) in row.iter_mut().enumerate() {
-                    *val = block[j * d + dd];
+    kt.par_chunks_mut(d * ldk)
+        .zip(k.par_chunks(kv_len * d))
+        .for_each(|(dst, src)| {
+            // Block by block, writing contiguous runs (the block's reads stay in L1).
+            for j0 in (0..kv_len).step_by(BK) {
+                let block = &src[j0 * d..(j0 + BK).min(kv_len) * d];
+                for dd in 0..d {
+                    let row = &mut dst[dd * ldk + j0..dd * ldk + j0 + block.len() / d];
+                    for (j, val) in row.iter_mut().enumerate() {
+                        *val = block[j * d + dd];
+                    }
                 }
             }
-        }
-    });
-    let ctx = Ctx { q, kt: &kt, ldk, v, shape, bias, scale, causal, out: SendPtr(out.as_mut_ptr()) };
+        });
+    let ctx = Ctx {
+        q,
+        kt: &kt,
+        ldk,
+        v,
+        shape,
+        bias,
+        scale,
+        causal,
+        out: SendPtr(out.as_mut_ptr()),
+    };
     let path = clamp(path);
     let qblocks = q_len.div_ceil(BQ);
     (0..heads * qblocks).into_par_iter().for_each(|t| {
@@ -263,62 +289,67 @@ impl BlockKernels for Avx512 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 #[inline(never)]
 unsafe fn avx512_scores(q: *const f32, d: usize, kt: *const f32, ldk: usize, s: &mut [[f32; BK]; RB]) {
-        use core::arch::x86_64::*;
-        let mut acc = [[_mm512_setzero_ps(); BK / 16]; RB];
-        for dd in 0..d {
-            let kp = kt.add(dd * ldk);
-            let kv = [_mm512_loadu_ps(kp), _mm512_loadu_ps(kp.add(16)), _mm512_loadu_ps(kp.add(32)), _mm512_loadu_ps(kp.add(48))];
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let qv = _mm512_set1_ps(*q.add(r * d + dd));
-                for c in 0..BK / 16 {
-                    acc_r[c] = _mm512_fmadd_ps(qv, kv[c], acc_r[c]);
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
+    use core::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); BK / 16]; RB];
+    for dd in 0..d {
+        let kp = kt.add(dd * ldk);
+        let kv = [
+            _mm512_loadu_ps(kp),
+            _mm512_loadu_ps(kp.add(16)),
+            _mm512_loadu_ps(kp.add(32)),
+            _mm512_loadu_ps(kp.add(48)),
+        ];
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let qv = _mm512_set1_ps(*q.add(r * d + dd));
             for c in 0..BK / 16 {
-                _mm512_storeu_ps(s[r].as_mut_ptr().add(16 * c), acc_r[c]);
+                acc_r[c] = _mm512_fmadd_ps(qv, kv[c], acc_r[c]);
             }
         }
     }
+    for (srow, acc_r) in s.iter_mut().zip(&acc) {
+        for (c, v) in acc_r.iter().enumerate() {
+            _mm512_storeu_ps(srow.as_mut_ptr().add(16 * c), *v);
+        }
+    }
+}
 
 /// Kept out of line so the register allocator sees only this loop.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 #[inline(never)]
 unsafe fn avx512_pv(p: &[[f32; BK]; RB], v: *const f32, nb: usize, d: usize, o: *mut f32) {
-        use core::arch::x86_64::*;
-        // Output channels in chunks of up to 64 (4 vectors), the last ones masked.
-        let mut c0 = 0;
-        while c0 < d {
-            let width = (d - c0).min(64);
-            let masks: [__mmask16; 4] = core::array::from_fn(|c| {
-                let n = width.saturating_sub(16 * c).min(16);
-                ((1u32 << n) - 1) as __mmask16
-            });
-            let mut acc = [[_mm512_setzero_ps(); 4]; RB];
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                for c in 0..4 {
-                    acc_r[c] = _mm512_maskz_loadu_ps(masks[c], o.add(r * d + c0 + 16 * c));
-                }
+    use core::arch::x86_64::*;
+    // Output channels in chunks of up to 64 (4 vectors), the last ones masked.
+    let mut c0 = 0;
+    while c0 < d {
+        let width = (d - c0).min(64);
+        let masks: [__mmask16; 4] = core::array::from_fn(|c| {
+            let n = width.saturating_sub(16 * c).min(16);
+            ((1u32 << n) - 1) as __mmask16
+        });
+        let mut acc = [[_mm512_setzero_ps(); 4]; RB];
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            for c in 0..4 {
+                acc_r[c] = _mm512_maskz_loadu_ps(masks[c], o.add(r * d + c0 + 16 * c));
             }
-            for j in 0..nb {
-                let vp = v.add(j * d + c0);
-                let vv: [__m512; 4] = core::array::from_fn(|c| _mm512_maskz_loadu_ps(masks[c], vp.add(16 * c)));
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let pj = _mm512_set1_ps(p[r][j]);
-                    for c in 0..4 {
-                        acc_r[c] = _mm512_fmadd_ps(pj, vv[c], acc_r[c]);
-                    }
-                }
-            }
-            for (r, acc_r) in acc.iter().enumerate() {
-                for c in 0..4 {
-                    _mm512_mask_storeu_ps(o.add(r * d + c0 + 16 * c), masks[c], acc_r[c]);
-                }
-            }
-            c0 += width;
         }
+        for j in 0..nb {
+            let vp = v.add(j * d + c0);
+            let vv: [__m512; 4] = core::array::from_fn(|c| _mm512_maskz_loadu_ps(masks[c], vp.add(16 * c)));
+            for (pr, acc_r) in p.iter().zip(acc.iter_mut()) {
+                let pj = _mm512_set1_ps(pr[j]);
+                for c in 0..4 {
+                    acc_r[c] = _mm512_fmadd_ps(pj, vv[c], acc_r[c]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for c in 0..4 {
+                _mm512_mask_storeu_ps(o.add(r * d + c0 + 16 * c), masks[c], acc_r[c]);
+            }
+        }
+        c0 += width;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -379,7 +410,7 @@ fn exp_neg(x: f32) -> f32 {
     let n = shifted - ROUND;
     let ni = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let f = t - n; // in [-0.5, 0.5]
-    // Minimax polynomial for 2^f on [-0.5, 0.5].
+                   // Minimax polynomial for 2^f on [-0.5, 0.5].
     let p = 1.535_336_2e-4f32;
     let p = p * f + 1.339_887_4e-3;
     let p = p * f + 9.618_437e-3;
@@ -434,7 +465,13 @@ fn add_rel_pos(srow: &mut [f32], j0: usize, rh: &[f32], rw: &[f32], gw: usize) {
 /// One task: queries `i0..i1` of head `h`.
 #[inline(always)]
 fn task<K: BlockKernels>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
-    let AttnShape { heads, kv_heads, q_len, kv_len, head_dim: d } = ctx.shape;
+    let AttnShape {
+        heads,
+        kv_heads,
+        q_len,
+        kv_len,
+        head_dim: d,
+    } = ctx.shape;
     let rows = i1 - i0;
     let kvh = h / (heads / kv_heads);
     let vh = &ctx.v[kvh * kv_len * d..(kvh + 1) * kv_len * d];
@@ -461,7 +498,11 @@ fn task<K: BlockKernels>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
         // Scale, bias, mask, online softmax.
         for r in 0..rows {
             let qi = i0 + r;
-            let limit = if ctx.causal { (qi + shift + 1).saturating_sub(j0).min(nb) } else { nb };
+            let limit = if ctx.causal {
+                (qi + shift + 1).saturating_sub(j0).min(nb)
+            } else {
+                nb
+            };
             let srow = &mut s[r / RB][r % RB];
             if limit == 0 {
                 srow.fill(0.0);
@@ -470,7 +511,13 @@ fn task<K: BlockKernels>(ctx: &Ctx, h: usize, i0: usize, i1: usize) {
             for x in srow.iter_mut() {
                 *x *= ctx.scale;
             }
-            if let AttnBias::RelPos { rel_h, rel_w, kh: gh, kw: gw } = ctx.bias {
+            if let AttnBias::RelPos {
+                rel_h,
+                rel_w,
+                kh: gh,
+                kw: gw,
+            } = ctx.bias
+            {
                 let rh = &rel_h[(h * q_len + qi) * gh..(h * q_len + qi + 1) * gh];
                 let rw = &rel_w[(h * q_len + qi) * gw..(h * q_len + qi + 1) * gw];
                 add_rel_pos(&mut srow[..limit], j0, rh, rw, gw);

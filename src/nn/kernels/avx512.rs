@@ -46,7 +46,13 @@ pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0
     let ps = w.panel_stride();
     let mut p = p0;
     while p < p1 {
-        let nr = if p1 - p >= 4 { 4 } else if p1 - p >= 2 { 2 } else { 1 };
+        let nr = if p1 - p >= 4 {
+            4
+        } else if p1 - p >= 2 {
+            2
+        } else {
+            1
+        };
         let b = w.data().as_ptr().add(p * ps);
         let mut r = r0;
         while r < r1 {
@@ -88,7 +94,11 @@ unsafe fn micro_bf16<const MR: usize, const NR: usize>(
             // One bf16 pair of row r, broadcast to all 16 lanes.
             let av = _mm512_set1_epi32((a.add(r * kp + 2 * kk) as *const i32).read_unaligned());
             for j in 0..NR {
-                acc_r[j] = _mm512_dpbf16_ps(acc_r[j], transmute::<__m512i, __m512bh>(av), transmute::<__m512, __m512bh>(bv[j]));
+                acc_r[j] = _mm512_dpbf16_ps(
+                    acc_r[j],
+                    transmute::<__m512i, __m512bh>(av),
+                    transmute::<__m512, __m512bh>(bv[j]),
+                );
             }
         }
     }
@@ -114,7 +124,13 @@ pub unsafe fn gemm_int8_tile(a: &[u8], w: &PackedInt8, r0: usize, r1: usize, p0:
     let ps = w.panel_stride();
     let mut p = p0;
     while p < p1 {
-        let nr = if p1 - p >= 4 { 4 } else if p1 - p >= 2 { 2 } else { 1 };
+        let nr = if p1 - p >= 4 {
+            4
+        } else if p1 - p >= 2 {
+            2
+        } else {
+            1
+        };
         let b = w.data().as_ptr().add(p * ps);
         let mut r = r0;
         while r < r1 {

@@ -47,7 +47,11 @@ pub fn gemm_bf16_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let dst = Dst { ptr: SendPtr(out.as_mut_ptr()), n, bias };
+    let dst = Dst {
+        ptr: SendPtr(out.as_mut_ptr()),
+        n,
+        bias,
+    };
     match clamp(path) {
         KernelPath::Amx if m >= AMX_MIN_M => {
             let a = bf16_rows(x, m, k, w.k_padded(), m.next_multiple_of(amx::MR));
@@ -100,17 +104,14 @@ impl Dst<'_> {
         }
         let len = PANEL.min(self.n - col0);
         let dst = self.ptr.0.add(row * self.n + col0);
+        let out = std::slice::from_raw_parts_mut(dst, len);
         match self.bias {
             Some(b) => {
-                for c in 0..len {
-                    *dst.add(c) = vals[c] + b[col0 + c];
+                for ((y, v), bv) in out.iter_mut().zip(vals).zip(&b[col0..col0 + len]) {
+                    *y = v + bv;
                 }
             }
-            None => {
-                for c in 0..len {
-                    *dst.add(c) = vals[c];
-                }
-            }
+            None => out.copy_from_slice(&vals[..len]),
         }
     }
 }

@@ -67,7 +67,15 @@ impl PackedInt8 {
             scales[col] = q.scales[col];
             offset[col] = 128 * src.iter().map(|v| *v as i32).sum::<i32>();
         }
-        Self { n, k, kp, panels, data, scales, offset }
+        Self {
+            n,
+            k,
+            kp,
+            panels,
+            data,
+            scales,
+            offset,
+        }
     }
 
     /// Output features `N`.
@@ -226,8 +234,12 @@ pub fn gemm_int8_with(
 fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> (Vec<i8>, Vec<f32>) {
     let mut a = vec![0i8; mpad * kp];
     let mut scales = vec![0f32; mpad];
-    a.par_chunks_mut(kp).zip(scales.par_iter_mut()).take(m).enumerate().for_each(|(r, (row, s))| {
-        *s = quantize_row(&x[r * k..(r + 1) * k], &mut row[..k]).1;
-    });
+    a.par_chunks_mut(kp)
+        .zip(scales.par_iter_mut())
+        .take(m)
+        .enumerate()
+        .for_each(|(r, (row, s))| {
+            *s = quantize_row(&x[r * k..(r + 1) * k], &mut row[..k]).1;
+        });
     (a, scales)
 }

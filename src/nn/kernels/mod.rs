@@ -9,6 +9,12 @@
 //! environment variable `DSOCR_KERNEL=amx|avx512|avx2|portable` or [`force`] lowers it (a
 //! request for a path the CPU lacks falls back to the best available one). Every kernel also
 //! has a `*_with(path, ..)` form so tests can exercise each path without global state.
+//!
+//! Toolchain: the AVX-512 intrinsics (and `is_x86_feature_detected!("avx512bf16")`) are
+//! stable since Rust 1.89, above the crate's declared `rust-version` (1.85); the lint is
+//! silenced here until the manifest is bumped (which also needs a few `is_multiple_of`
+//! fixes elsewhere that clippy asks for at 1.89).
+#![allow(clippy::incompatible_msrv)]
 
 mod amx;
 mod avx2;
@@ -43,8 +49,12 @@ pub enum KernelPath {
 
 impl KernelPath {
     /// All paths, most portable first.
-    pub const ALL: [KernelPath; 4] =
-        [KernelPath::Portable, KernelPath::Avx2, KernelPath::Avx512, KernelPath::Amx];
+    pub const ALL: [KernelPath; 4] = [
+        KernelPath::Portable,
+        KernelPath::Avx2,
+        KernelPath::Avx512,
+        KernelPath::Amx,
+    ];
 
     /// Short lowercase name, as accepted by `DSOCR_KERNEL`.
     pub fn name(self) -> &'static str {
@@ -58,7 +68,9 @@ impl KernelPath {
 
     /// Parses a name as accepted by `DSOCR_KERNEL` (case-insensitive).
     pub fn parse(s: &str) -> Option<KernelPath> {
-        KernelPath::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(s.trim()))
+        KernelPath::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
     }
 
     /// Whether this CPU (and OS, for AMX) can run the path.
@@ -104,7 +116,11 @@ fn probe() -> CpuFeatures {
     // AMX-TILE, bit 25 AMX-INT8), then ask Linux for the tile state, which it only grants
     // to processes that request it.
     // CPUID leaf 7 exists on every CPU that reports AVX2.
-    let edx = if avx2 { core::arch::x86_64::__cpuid_count(7, 0).edx } else { 0 };
+    let edx = if avx2 {
+        core::arch::x86_64::__cpuid_count(7, 0).edx
+    } else {
+        0
+    };
     let amx_cpu = edx & (1 << 22) != 0 && edx & (1 << 24) != 0 && edx & (1 << 25) != 0;
     let amx = avx512 && amx_cpu && amx::request_permission();
     CpuFeatures { avx2, avx512, amx }
@@ -112,12 +128,20 @@ fn probe() -> CpuFeatures {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn probe() -> CpuFeatures {
-    CpuFeatures { avx2: false, avx512: false, amx: false }
+    CpuFeatures {
+        avx2: false,
+        avx512: false,
+        amx: false,
+    }
 }
 
 /// The best path this CPU can run.
 pub fn best_path() -> KernelPath {
-    KernelPath::ALL.into_iter().rev().find(|p| p.is_available()).unwrap_or(KernelPath::Portable)
+    KernelPath::ALL
+        .into_iter()
+        .rev()
+        .find(|p| p.is_available())
+        .unwrap_or(KernelPath::Portable)
 }
 
 /// Falls back to the best available path at or below `wanted`.
@@ -135,16 +159,16 @@ static FORCED: AtomicU8 = AtomicU8::new(0);
 /// The path from `DSOCR_KERNEL` (or the best one), decided once.
 fn default_path() -> KernelPath {
     static DEFAULT: OnceLock<KernelPath> = OnceLock::new();
-    *DEFAULT.get_or_init(|| {
-        match std::env::var("DSOCR_KERNEL").ok().as_deref().map(KernelPath::parse) {
+    *DEFAULT.get_or_init(
+        || match std::env::var("DSOCR_KERNEL").ok().as_deref().map(KernelPath::parse) {
             Some(Some(p)) => clamp(p),
             Some(None) => {
                 tracing::warn!("DSOCR_KERNEL is not one of amx|avx512|avx2|portable; ignoring it");
                 best_path()
             }
             None => best_path(),
-        }
-    })
+        },
+    )
 }
 
 /// The path the kernels use now: the one set by [`force`], else `DSOCR_KERNEL`, else the best.
@@ -171,8 +195,12 @@ pub fn force(path: Option<KernelPath>) -> KernelPath {
 
 /// One line for `dsocr --version`: the active path and what the CPU offers.
 pub fn describe() -> String {
-    let avail: Vec<&str> =
-        KernelPath::ALL.into_iter().rev().filter(|p| p.is_available()).map(|p| p.name()).collect();
+    let avail: Vec<&str> = KernelPath::ALL
+        .into_iter()
+        .rev()
+        .filter(|p| p.is_available())
+        .map(|p| p.name())
+        .collect();
     format!(
         "cpu kernels: {} (available: {}; threads: {})",
         active_path(),
