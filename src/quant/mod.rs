@@ -1,1 +1,5 @@
 //! Weight quantisation (INT8 weight-only, per-output-channel scales).
+
+pub mod int8;
+
+pub use int8::QuantizedInt8;

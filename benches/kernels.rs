@@ -1,0 +1,177 @@
+//! Throughput of the CPU kernels at the model's shapes, with candle's f32 matmul (and naive
+//! attention) as the baseline measured in the same run.
+//!
+//! `cargo bench --bench kernels` (set `DSOCR_KERNEL` to bench a lower path). GEMMs at M > 1
+//! report GF/s (2·M·N·K per call); at M = 1 they report GB/s of weight bytes read (the
+//! decode step is memory-bound), 4 B per weight for candle f32, 2 for bf16, 1 for int8.
+//! Each figure is the median of several timed calls after a warm-up call.
+
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use deepseek_ocr::nn::kernels::{self, AttnBias, AttnShape, KernelPath, PackedBf16, PackedInt8};
+
+/// Median seconds of `f` over repeated calls (at least 3, about `budget` in total).
+fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 3 || (start.elapsed() < budget && samples.len() < 50) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
+}
+
+fn rand_vec(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Whether a row is selected by the command-line filters (`cargo bench --bench kernels -- lm_head`).
+fn selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// One GEMM row of the report: `name`, `N×K`, `M`.
+fn bench_gemm(name: &str, n: usize, k: usize, m: usize) {
+    if !selected(name) {
+        return;
+    }
+    let budget = Duration::from_millis(if m == 1 { 400 } else { 1500 });
+    let w = rand_vec(n * k, 1);
+    let x = rand_vec(m * k, 2);
+    let dev = Device::Cpu;
+    let wt = Tensor::from_vec(w.clone(), (n, k), &dev).expect("tensor");
+    let xt = Tensor::from_vec(x.clone(), (m, k), &dev).expect("tensor");
+    let wtt = wt.t().expect("t");
+    let t_candle = time(budget, || {
+        let _ = xt.matmul(&wtt).expect("matmul");
+    });
+    let bf = PackedBf16::pack_f32(&w, n, k).expect("pack");
+    let q8 = PackedInt8::quantize(&w, n, k).expect("quantize");
+    drop(w);
+    let mut out = vec![0f32; m * n];
+    let t_bf16 = time(budget, || kernels::gemm_bf16(&x, m, &bf, None, &mut out).expect("gemm"));
+    let t_avx512 = if kernels::active_path() == KernelPath::Amx && m > 1 {
+        Some(time(budget, || {
+            kernels::gemm_bf16_with(KernelPath::Avx512, &x, m, &bf, None, &mut out).expect("gemm")
+        }))
+    } else {
+        None
+    };
+    let t_int8 = time(budget, || kernels::gemm_int8(&x, m, &q8, None, &mut out).expect("gemm"));
+    let flops = 2.0 * (m * n * k) as f64;
+    let weights = (n * k) as f64;
+    let fmt = |t: f64, bytes: f64| {
+        if m == 1 {
+            format!("{:>8.2} ms {:>6.1} GB/s", t * 1e3, weights * bytes / t / 1e9)
+        } else {
+            format!("{:>8.2} ms {:>6.0} GF/s", t * 1e3, flops / t / 1e9)
+        }
+    };
+    println!(
+        "| {name:<26} | {n:>6}×{k:<5} | {m:>4} | {} | {} | {} | {} |",
+        fmt(t_candle, 4.0),
+        fmt(t_bf16, 2.0),
+        t_avx512.map_or_else(|| format!("{:>23}", "-"), |t| fmt(t, 2.0)),
+        fmt(t_int8, 1.0),
+    );
+}
+
+/// Naive candle attention (matmul, softmax, matmul) vs the blockwise kernel.
+fn bench_attention(name: &str, heads: usize, len: usize, d: usize, rel: Option<usize>, naive: bool) {
+    if !selected(name) {
+        return;
+    }
+    let budget = Duration::from_millis(2000);
+    let q = rand_vec(heads * len * d, 3);
+    let k = rand_vec(heads * len * d, 4);
+    let v = rand_vec(heads * len * d, 5);
+    let scale = 1.0 / (d as f32).sqrt();
+    let naive = naive && std::env::var_os("DSOCR_BENCH_NO_NAIVE").is_none();
+    let t_candle = if naive {
+        let dev = Device::Cpu;
+        let qt = Tensor::from_vec(q.clone(), (heads, len, d), &dev).expect("tensor");
+        let kt = Tensor::from_vec(k.clone(), (heads, len, d), &dev).expect("tensor");
+        let vt = Tensor::from_vec(v.clone(), (heads, len, d), &dev).expect("tensor");
+        Some(time(budget, || {
+            let s = (qt.matmul(&kt.t().expect("t")).expect("mm") * scale as f64).expect("scale");
+            let p = candle_nn::ops::softmax_last_dim(&s).expect("softmax");
+            let _ = p.matmul(&vt).expect("mm");
+        }))
+    } else {
+        None
+    };
+    let (rel_h, rel_w) = match rel {
+        Some(g) => (rand_vec(heads * len * g, 6), rand_vec(heads * len * g, 7)),
+        None => (vec![], vec![]),
+    };
+    let bias = match rel {
+        Some(g) => AttnBias::RelPos {
+            rel_h: &rel_h,
+            rel_w: &rel_w,
+            kh: g,
+            kw: g,
+        },
+        None => AttnBias::None,
+    };
+    let shape = AttnShape {
+        heads,
+        kv_heads: heads,
+        q_len: len,
+        kv_len: len,
+        head_dim: d,
+    };
+    let mut out = vec![0f32; q.len()];
+    let t_ours = time(budget, || {
+        kernels::attention(&q, &k, &v, shape, bias, scale, false, &mut out).expect("attention")
+    });
+    let flops = 4.0 * (heads * len * len * d) as f64;
+    let fmt = |t: f64| format!("{:>8.1} ms {:>6.0} GF/s", t * 1e3, flops / t / 1e9);
+    println!(
+        "| {name:<34} | {} | {} |",
+        t_candle.map_or_else(|| format!("{:>23}", "(skipped)"), fmt),
+        fmt(t_ours)
+    );
+}
+
+fn main() {
+    println!("{}", kernels::describe());
+    println!();
+    println!(
+        "| {:<26} | {:>12} | {:>4} | {:>23} | {:>23} | {:>23} | {:>23} |",
+        "op", "N×K", "M", "candle f32", "ours bf16 (active)", "ours bf16 avx512", "ours int8 (active)"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    bench_gemm("attention proj", 1280, 1280, 1);
+    bench_gemm("expert up", 896, 1280, 1);
+    bench_gemm("expert down", 1280, 896, 1);
+    bench_gemm("dense up", 6848, 1280, 1);
+    bench_gemm("dense down", 1280, 6848, 1);
+    bench_gemm("lm_head", 129280, 1280, 1);
+    bench_gemm("attention proj", 1280, 1280, 283);
+    bench_gemm("expert down", 1280, 896, 283);
+    bench_gemm("dense down", 1280, 6848, 283);
+    bench_gemm("SAM qkv", 2304, 768, 4096);
+    bench_gemm("CLIP fc1", 4096, 1024, 257);
+    println!();
+    println!(
+        "| {:<34} | {:>23} | {:>23} |",
+        "attention (f32)", "candle naive", "ours blockwise"
+    );
+    println!("|---|---|---|");
+    bench_attention("SAM global 12×4096×64 + rel-pos", 12, 4096, 64, Some(64), true);
+    bench_attention("SAM window 25×12 heads×196×64 +rel", 300, 196, 64, Some(14), true);
+    bench_attention("CLIP 16×257×64", 16, 257, 64, None, true);
+}

@@ -1,0 +1,179 @@
+//! The packed BF16 GEMM driver: `out (M×N) = x (M×K) · Wᵀ + bias`, f32 in and out, bf16
+//! products with f32 accumulation. It checks shapes, prepares the activation (converted to
+//! bf16 once, or padded f32 for the paths without bf16 instructions), and splits the output
+//! into (row block × panel block) tasks run in parallel with rayon.
+
+use candle_core::{bail, Result};
+use rayon::prelude::*;
+
+use super::pack::{PackedBf16, PANEL};
+use super::{amx, avx2, avx512, clamp, portable, KernelPath, SendPtr};
+
+/// Smallest M for which the AMX path uses tiles; thinner products go to AVX512-BF16, whose
+/// cost scales with M instead of a fixed 16 rows.
+pub const AMX_MIN_M: usize = 16;
+
+/// `out = x · Wᵀ + bias` on the active kernel path; see [`gemm_bf16_with`].
+pub fn gemm_bf16(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+    gemm_bf16_with(super::active_path(), x, m, w, bias, out)
+}
+
+/// `out (M×N, row-major) = x (M×K, row-major) · Wᵀ + bias (N)` on `path` (or the best
+/// available path below it).
+///
+/// The products are taken in bf16 (x is rounded to bf16 on the AMX and AVX-512 paths; the
+/// AVX2 and portable paths keep x in f32), sums are f32. Expect a relative error of a few
+/// 1e-3 of `|x|·|w|` per output. Errors when a slice length does not match `m`, `N`, `K`.
+pub fn gemm_bf16_with(
+    path: KernelPath,
+    x: &[f32],
+    m: usize,
+    w: &PackedBf16,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
+    let (n, k) = (w.n(), w.k());
+    if x.len() != m * k {
+        bail!("gemm_bf16: x has {} elements, expected {m}×{k}", x.len());
+    }
+    if out.len() != m * n {
+        bail!("gemm_bf16: out has {} elements, expected {m}×{n}", out.len());
+    }
+    if let Some(b) = bias {
+        if b.len() != n {
+            bail!("gemm_bf16: bias has {} elements, expected {n}", b.len());
+        }
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let dst = Dst {
+        ptr: SendPtr(out.as_mut_ptr()),
+        n,
+        bias,
+    };
+    match clamp(path) {
+        KernelPath::Amx if m >= AMX_MIN_M => {
+            let a = bf16_rows(x, m, k, w.k_padded(), m.next_multiple_of(amx::MR));
+            run_tiles(m, w.panels(), amx::MR, 2, |r0, r1, p0, p1| {
+                // SAFETY: the AMX path is only chosen when the CPU and OS support it.
+                unsafe { amx::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
+            });
+        }
+        KernelPath::Amx | KernelPath::Avx512 => {
+            let a = bf16_rows(x, m, k, w.k_padded(), m);
+            run_tiles(m, w.panels(), 4, 4, |r0, r1, p0, p1| {
+                // SAFETY: the AVX-512 path is only chosen when the CPU supports it.
+                unsafe { avx512::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
+            });
+        }
+        KernelPath::Avx2 => {
+            let a = f32_rows(x, m, k, w.k_padded());
+            run_tiles(m, w.panels(), 4, 1, |r0, r1, p0, p1| {
+                // SAFETY: the AVX2 path is only chosen when the CPU supports AVX2 and FMA.
+                unsafe { avx2::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
+            });
+        }
+        KernelPath::Portable => {
+            let a = f32_rows(x, m, k, w.k_padded());
+            run_tiles(m, w.panels(), 4, 1, |r0, r1, p0, p1| {
+                portable::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst)
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where a kernel writes its results: row-major `M×N` output plus the optional bias.
+pub(crate) struct Dst<'a> {
+    pub ptr: SendPtr,
+    pub n: usize,
+    pub bias: Option<&'a [f32]>,
+}
+
+impl Dst<'_> {
+    /// Writes the 16 values of panel column block `col0..col0+16` of `row`, skipping the
+    /// padded columns past N and adding the bias.
+    ///
+    /// # Safety
+    /// `row` must be a valid output row and no other task may write this block.
+    #[inline(always)]
+    pub unsafe fn store16(&self, row: usize, col0: usize, vals: &[f32; PANEL]) {
+        if col0 >= self.n {
+            return;
+        }
+        let len = PANEL.min(self.n - col0);
+        let dst = self.ptr.0.add(row * self.n + col0);
+        let out = std::slice::from_raw_parts_mut(dst, len);
+        match self.bias {
+            Some(b) => {
+                for ((y, v), bv) in out.iter_mut().zip(vals).zip(&b[col0..col0 + len]) {
+                    *y = v + bv;
+                }
+            }
+            None => out.copy_from_slice(&vals[..len]),
+        }
+    }
+}
+
+/// Calls `f(r0, r1, p0, p1)` in parallel over blocks of the (rows × panels) grid. Row blocks
+/// are multiples of `mr` rows, panel blocks multiples of `pr` panels; blocks are sized so
+/// that a panel block stays in L2 while the rows of its task stream through it.
+pub(crate) fn run_tiles<F>(m: usize, panels: usize, mr: usize, pr: usize, f: F)
+where
+    F: Fn(usize, usize, usize, usize) + Sync + Send,
+{
+    let threads = rayon::current_num_threads().max(1);
+    let mc = (64usize).next_multiple_of(mr);
+    let row_blocks = m.div_ceil(mc);
+    // Enough panel blocks to keep every thread busy, without going below `pr` panels.
+    let want_blocks = (4 * threads).div_ceil(row_blocks).max(1);
+    let mut pc = panels.div_ceil(want_blocks).next_multiple_of(pr).max(pr);
+    pc = pc.min(32usize.next_multiple_of(pr));
+    let panel_blocks = panels.div_ceil(pc);
+    let tasks = row_blocks * panel_blocks;
+    let run = |t: usize| {
+        let (i, j) = (t / panel_blocks, t % panel_blocks);
+        f(i * mc, ((i + 1) * mc).min(m), j * pc, ((j + 1) * pc).min(panels));
+    };
+    if tasks == 1 {
+        run(0);
+    } else {
+        (0..tasks).into_par_iter().for_each(run);
+    }
+}
+
+/// `x` as bf16 bits, `mpad × kp`, zero padded.
+fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> {
+    let mut a = vec![0u16; mpad * kp];
+    a.par_chunks_mut(kp * 16).enumerate().for_each(|(blk, chunk)| {
+        for (i, row) in chunk.chunks_mut(kp).enumerate() {
+            let r = blk * 16 + i;
+            if r < m {
+                to_bf16(&x[r * k..(r + 1) * k], &mut row[..k]);
+            }
+        }
+    });
+    a
+}
+
+/// Rounds f32 to bf16 bits (nearest even), with AVX512-BF16 when available.
+pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
+    if KernelPath::Avx512.is_available() {
+        // SAFETY: AVX512-BF16 is present.
+        unsafe { avx512::to_bf16(src, dst) }
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = half::bf16::from_f32(*s).to_bits();
+        }
+    }
+}
+
+/// `x` as f32, `m × kp`, zero padded in K.
+fn f32_rows(x: &[f32], m: usize, k: usize, kp: usize) -> Vec<f32> {
+    let mut a = vec![0f32; m * kp];
+    for r in 0..m {
+        a[r * kp..r * kp + k].copy_from_slice(&x[r * k..(r + 1) * k]);
+    }
+    a
+}
