@@ -242,7 +242,7 @@ impl Engine {
             let views: Vec<&RgbImage> = pre.tiles.iter().collect();
             Some(views_to_tensor(&views, dev)?.to_dtype(self.options.dtype)?)
         };
-        Ok(self.encoder.encode(&global, tiles.as_ref(), pre.grid, taps)?)
+        self.encoder.encode(&global, tiles.as_ref(), pre.grid, taps)
     }
 
     /// Runs one page with explicit options. `on_text` receives the text as it is generated.
