@@ -94,12 +94,14 @@ pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0
             let b1 = b0.add(ps);
             for kb in 0..kp / 32 {
                 asm!(
+                    // Loads interleaved with the products that first need them, so
+                    // the next load overlaps the running product.
                     "tileloadd tmm4, [{a0} + {lda}*1]",
-                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tileloadd tmm6, [{b0} + {ldb}*1]",
-                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tdpbf16ps tmm2, tmm5, tmm6",
                     "tdpbf16ps tmm3, tmm5, tmm7",
                     a0 = in(reg) a0.add(kb * 32),
@@ -178,12 +180,14 @@ pub unsafe fn gemm_int8_tile(a: &[i8], w: &PackedInt8, r0: usize, r1: usize, p0:
             let b1 = b0.add(ps);
             for kb in 0..kp / 64 {
                 asm!(
+                    // Loads interleaved with the products that first need them, so
+                    // the next load overlaps the running product.
                     "tileloadd tmm4, [{a0} + {lda}*1]",
-                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tileloadd tmm6, [{b0} + {ldb}*1]",
-                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbssd tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbssd tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tdpbssd tmm2, tmm5, tmm6",
                     "tdpbssd tmm3, tmm5, tmm7",
                     a0 = in(reg) a0.add(kb * 64),
