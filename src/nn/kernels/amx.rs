@@ -16,7 +16,7 @@ use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
 
 /// Rows per AMX block (two tiles of 16).
-pub const MR: usize = 32;
+pub const MR: usize = super::gemm::AMX_ROWS;
 
 /// Asks Linux for permission to use the AMX tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
 /// XFEATURE_XTILEDATA)`); without it the first tile instruction kills the process.
