@@ -197,7 +197,11 @@ pub fn gemm_int8_with(
     }
     let path = clamp(path);
     let use_amx = path == KernelPath::Amx && m >= super::gemm::AMX_MIN_M;
-    let mpad = if use_amx { m.next_multiple_of(super::gemm::AMX_ROWS) } else { m };
+    let mpad = if use_amx {
+        m.next_multiple_of(super::gemm::AMX_ROWS)
+    } else {
+        m
+    };
     let (a, x_scale) = quantize_rows(x, m, k, kp, mpad);
     let mut dst = DstI8 {
         ptr: SendPtr(out.as_mut_ptr()),
