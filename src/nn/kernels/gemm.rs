@@ -60,7 +60,7 @@ pub fn gemm_bf16_with(
     match clamp(path) {
         #[cfg(target_arch = "x86_64")]
         KernelPath::Amx if m >= AMX_MIN_M => {
-            let a = bf16_rows(x, m, k, w.k_padded(), m.next_multiple_of(amx::MR));
+            let a = bf16_rows(x, m, k, amx::lda(w.k_padded()), m.next_multiple_of(amx::MR));
             run_tiles(m, w.panels(), amx::MR, 2, |r0, r1, p0, p1| {
                 // SAFETY: the AMX path is only chosen when the CPU and OS support it.
                 unsafe { amx::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
@@ -152,7 +152,7 @@ where
     }
 }
 
-/// `x` as bf16 bits, `mpad × kp`, zero padded.
+/// `x` as bf16 bits, `mpad` rows of `kp` (the row stride, ≥ padded K), zero padded.
 fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> {
     let mut a = vec![0u16; mpad * kp];
     a.par_chunks_mut(kp * 16).enumerate().for_each(|(blk, chunk)| {

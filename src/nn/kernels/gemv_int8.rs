@@ -202,7 +202,11 @@ pub fn gemm_int8_with(
     } else {
         m
     };
-    let (a, x_scale) = quantize_rows(x, m, k, kp, mpad);
+    #[cfg(target_arch = "x86_64")]
+    let lda = if use_amx { amx::lda(kp) } else { kp };
+    #[cfg(not(target_arch = "x86_64"))]
+    let lda = kp;
+    let (a, x_scale) = quantize_rows(x, m, k, lda, mpad);
     let mut dst = DstI8 {
         ptr: SendPtr(out.as_mut_ptr()),
         n,
