@@ -511,3 +511,52 @@ mod linear {
         assert_eq!(Precision::default(), Precision::F32);
     }
 }
+
+#[test]
+fn attention_on_tensors_matches_the_slice_api() {
+    use candle_core::{Device, Tensor};
+    let (b, heads, len, d, g) = (2, 3, 12, 8, (3, 4));
+    let mut rng = Rng::new(300);
+    let dev = Device::Cpu;
+    let q = rng.vec(b * heads * len * d, 1.0);
+    let k = rng.vec(b * heads * len * d, 1.0);
+    let v = rng.vec(b * heads * len * d, 1.0);
+    let rh = rng.vec(b * heads * len * g.0, 1.0);
+    let rw = rng.vec(b * heads * len * g.1, 1.0);
+    let t = |x: &Vec<f32>, last: usize| Tensor::from_vec(x.clone(), (b, heads, len, last), &dev).unwrap();
+    let (qt, kt, vt, rht, rwt) = (t(&q, d), t(&k, d), t(&v, d), t(&rh, g.0), t(&rw, g.1));
+    let shape = AttnShape {
+        heads: b * heads,
+        kv_heads: b * heads,
+        q_len: len,
+        kv_len: len,
+        head_dim: d,
+    };
+    let bias = AttnBias::RelPos {
+        rel_h: &rh,
+        rel_w: &rw,
+        kh: g.0,
+        kw: g.1,
+    };
+    let want = attention_ref(&q, &k, &v, shape, bias, 0.3, false);
+    let got = kernels::attention_tensors(&qt, &kt, &vt, Some((&rht, &rwt)), 0.3, false).unwrap();
+    assert_eq!(got.dims(), &[b, heads, len, d]);
+    let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4, "{g} vs {w}");
+    }
+    // Causal without bias, and a non-contiguous input (transposed twice back to the shape).
+    let want = attention_ref(&q, &k, &v, shape, AttnBias::None, 0.5, true);
+    let qnc = qt
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+    let got = kernels::attention_tensors(&qnc, &kt, &vt, None, 0.5, true).unwrap();
+    let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4, "{g} vs {w}");
+    }
+}

@@ -16,7 +16,14 @@ use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
 
 /// Rows per AMX block (two tiles of 16).
-pub const MR: usize = 32;
+pub const MR: usize = super::gemm::AMX_ROWS;
+
+/// Row stride (in elements) of the activation on the AMX path: one 64-byte line more than
+/// the padded K, so the 16 rows of a tile do not all fall into the same few L1 sets (row
+/// lengths like 2 KiB would otherwise alias).
+pub fn lda(kp: usize) -> usize {
+    kp + 64
+}
 
 /// Asks Linux for permission to use the AMX tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
 /// XFEATURE_XTILEDATA)`); without it the first tile instruction kills the process.
@@ -68,7 +75,7 @@ unsafe fn release() {
 
 /// Computes output rows `r0..r1` × panels `p0..p1` of the BF16 GEMM on AMX tiles.
 ///
-/// `a`: activation bf16 bits, rows padded to a multiple of [`MR`], `kp` per row.
+/// `a`: activation bf16 bits, rows padded to a multiple of [`MR`], [`lda`]`(kp)` per row.
 ///
 /// # Safety
 /// AMX must be available and permitted; `r0` a multiple of [`MR`], `p0`/`p1` even; no other
@@ -76,7 +83,8 @@ unsafe fn release() {
 pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0: usize, p1: usize, dst: &Dst) {
     let kp = w.k_padded();
     let ps = w.panel_stride();
-    let lda = kp * 2;
+    let lda_el = lda(kp);
+    let lda = lda_el * 2;
     let mut c = Scratch([[0f32; PANEL * 16]; 4]);
     configure();
     for r in (r0..r1).step_by(MR) {
@@ -88,18 +96,20 @@ pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0
                 "tilezero tmm3",
                 options(nostack, nomem)
             );
-            let a0 = a.as_ptr().add(r * kp);
-            let a1 = a0.add(16 * kp);
+            let a0 = a.as_ptr().add(r * lda_el);
+            let a1 = a0.add(16 * lda_el);
             let b0 = w.data().as_ptr().add(p * ps);
             let b1 = b0.add(ps);
             for kb in 0..kp / 32 {
                 asm!(
+                    // Loads interleaved with the products that first need them, so
+                    // the next load overlaps the running product.
                     "tileloadd tmm4, [{a0} + {lda}*1]",
-                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tileloadd tmm6, [{b0} + {ldb}*1]",
-                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tdpbf16ps tmm2, tmm5, tmm6",
                     "tdpbf16ps tmm3, tmm5, tmm7",
                     a0 = in(reg) a0.add(kb * 32),
@@ -157,7 +167,7 @@ pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0
 /// (signed activation × signed weight, no offset).
 ///
 /// # Safety
-/// As for [`gemm_bf16_tile`]; `a` is the signed quantised activation, `kp` bytes per row.
+/// As for [`gemm_bf16_tile`]; `a` is the signed quantised activation, `lda(kp)` bytes per row.
 pub unsafe fn gemm_int8_tile(a: &[i8], w: &PackedInt8, r0: usize, r1: usize, p0: usize, p1: usize, dst: &DstI8) {
     let kp = w.k_padded();
     let ps = w.panel_stride();
@@ -172,25 +182,27 @@ pub unsafe fn gemm_int8_tile(a: &[i8], w: &PackedInt8, r0: usize, r1: usize, p0:
                 "tilezero tmm3",
                 options(nostack, nomem)
             );
-            let a0 = a.as_ptr().add(r * kp);
-            let a1 = a0.add(16 * kp);
+            let a0 = a.as_ptr().add(r * lda(kp));
+            let a1 = a0.add(16 * lda(kp));
             let b0 = w.data().as_ptr().add(p * ps);
             let b1 = b0.add(ps);
             for kb in 0..kp / 64 {
                 asm!(
+                    // Loads interleaved with the products that first need them, so
+                    // the next load overlaps the running product.
                     "tileloadd tmm4, [{a0} + {lda}*1]",
-                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tileloadd tmm6, [{b0} + {ldb}*1]",
-                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbssd tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {ldb}*1]",
                     "tdpbssd tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {lda}*1]",
                     "tdpbssd tmm2, tmm5, tmm6",
                     "tdpbssd tmm3, tmm5, tmm7",
                     a0 = in(reg) a0.add(kb * 64),
                     a1 = in(reg) a1.add(kb * 64),
                     b0 = in(reg) b0.add(kb * 16 * 4 * PANEL),
                     b1 = in(reg) b1.add(kb * 16 * 4 * PANEL),
-                    lda = in(reg) kp,
+                    lda = in(reg) lda(kp),
                     ldb = in(reg) 64usize,
                     options(nostack, readonly),
                 );

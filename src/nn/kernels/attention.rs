@@ -9,7 +9,7 @@
 //! Covers: SAM window/global attention (with [`AttnBias::RelPos`]), CLIP (no mask), decoder
 //! prefill (`causal`) and decode (one query over the whole cache, `causal` or not).
 
-use candle_core::{bail, Result};
+use candle_core::{bail, DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::{clamp, KernelPath, SendPtr};
@@ -175,6 +175,77 @@ pub fn attention_with(
         }
     });
     Ok(())
+}
+
+/// [`attention`] on candle tensors (CPU), for the model code.
+///
+/// `q` `(…, heads, q_len, d)`, `k`/`v` `(…, kv_heads, kv_len, d)`: all leading dimensions
+/// are flattened into heads (batch × heads). `rel`: SAM's `(rel_h, rel_w)` with shapes
+/// `(…, q_len, kh)` and `(…, q_len, kw)` flattened the same way. Any dtype and layout is
+/// accepted (converted to contiguous f32); the result has `q`'s shape and dtype.
+pub fn attention_tensors(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    rel: Option<(&Tensor, &Tensor)>,
+    scale: f32,
+    causal: bool,
+) -> Result<Tensor> {
+    let (qd, kd) = (q.dims(), k.dims());
+    if qd.len() < 2 || kd.len() < 2 || v.dims() != kd {
+        bail!(
+            "attention: q {qd:?}, k {kd:?}, v {:?} are not (…, len, d) with equal k and v",
+            v.dims()
+        );
+    }
+    let (q_len, d) = (qd[qd.len() - 2], qd[qd.len() - 1]);
+    let kv_len = kd[kd.len() - 2];
+    let heads = q.elem_count() / (q_len * d).max(1);
+    let kv_heads = k.elem_count() / (kv_len * kd[kd.len() - 1]).max(1);
+    let shape = AttnShape {
+        heads,
+        kv_heads,
+        q_len,
+        kv_len,
+        head_dim: d,
+    };
+    let (q32, k32, v32) = (host_f32(q)?, host_f32(k)?, host_f32(v)?);
+    let mut out = vec![0f32; q32.len()];
+    match rel {
+        None => attention(&q32, &k32, &v32, shape, AttnBias::None, scale, causal, &mut out)?,
+        Some((rh, rw)) => {
+            let (kh, kw) = (
+                rh.dims().last().copied().unwrap_or(0),
+                rw.dims().last().copied().unwrap_or(0),
+            );
+            let (rel_h, rel_w) = (host_f32(rh)?, host_f32(rw)?);
+            let bias = AttnBias::RelPos {
+                rel_h: &rel_h,
+                rel_w: &rel_w,
+                kh,
+                kw,
+            };
+            attention(&q32, &k32, &v32, shape, bias, scale, causal, &mut out)?
+        }
+    }
+    Tensor::from_vec(out, qd, &Device::Cpu)?.to_dtype(q.dtype())
+}
+
+/// The tensor's values as a contiguous f32 host vector (copies; errors off the CPU).
+fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
+    if !t.device().is_cpu() {
+        bail!("attention: the CPU kernel got a tensor on {:?}", t.device());
+    }
+    let t = t.to_dtype(DType::F32)?.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let data = match &*storage {
+        Storage::Cpu(cpu) => cpu.as_slice::<f32>()?,
+        _ => bail!("attention: expected a CPU tensor"),
+    };
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(data[a..b].to_vec()),
+        None => bail!("attention: tensor is not contiguous"),
+    }
 }
 
 struct Ctx<'a> {

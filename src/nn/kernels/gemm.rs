@@ -7,11 +7,16 @@ use candle_core::{bail, Result};
 use rayon::prelude::*;
 
 use super::pack::{PackedBf16, PANEL};
-use super::{amx, avx2, avx512, clamp, portable, KernelPath, SendPtr};
+#[cfg(target_arch = "x86_64")]
+use super::{amx, avx2, avx512};
+use super::{clamp, portable, KernelPath, SendPtr};
 
 /// Smallest M for which the AMX path uses tiles; thinner products go to AVX512-BF16, whose
 /// cost scales with M instead of a fixed 16 rows.
 pub const AMX_MIN_M: usize = 16;
+
+/// Rows per AMX block; the activation is padded to a multiple of it on the AMX path.
+pub(crate) const AMX_ROWS: usize = 32;
 
 /// `out = x · Wᵀ + bias` on the active kernel path; see [`gemm_bf16_with`].
 pub fn gemm_bf16(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
@@ -53,13 +58,15 @@ pub fn gemm_bf16_with(
         bias,
     };
     match clamp(path) {
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Amx if m >= AMX_MIN_M => {
-            let a = bf16_rows(x, m, k, w.k_padded(), m.next_multiple_of(amx::MR));
+            let a = bf16_rows(x, m, k, amx::lda(w.k_padded()), m.next_multiple_of(amx::MR));
             run_tiles(m, w.panels(), amx::MR, 2, |r0, r1, p0, p1| {
                 // SAFETY: the AMX path is only chosen when the CPU and OS support it.
                 unsafe { amx::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
             });
         }
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Amx | KernelPath::Avx512 => {
             let a = bf16_rows(x, m, k, w.k_padded(), m);
             run_tiles(m, w.panels(), 4, 4, |r0, r1, p0, p1| {
@@ -67,6 +74,7 @@ pub fn gemm_bf16_with(
                 unsafe { avx512::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
             });
         }
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => {
             let a = f32_rows(x, m, k, w.k_padded());
             run_tiles(m, w.panels(), 4, 1, |r0, r1, p0, p1| {
@@ -74,7 +82,8 @@ pub fn gemm_bf16_with(
                 unsafe { avx2::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
             });
         }
-        KernelPath::Portable => {
+        // Portable, and every path on CPUs other than x86-64 (where `clamp` only yields it).
+        _ => {
             let a = f32_rows(x, m, k, w.k_padded());
             run_tiles(m, w.panels(), 4, 1, |r0, r1, p0, p1| {
                 portable::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst)
@@ -143,7 +152,7 @@ where
     }
 }
 
-/// `x` as bf16 bits, `mpad × kp`, zero padded.
+/// `x` as bf16 bits, `mpad` rows of `kp` (the row stride, ≥ padded K), zero padded.
 fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> {
     let mut a = vec![0u16; mpad * kp];
     a.par_chunks_mut(kp * 16).enumerate().for_each(|(blk, chunk)| {
@@ -159,13 +168,14 @@ fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> 
 
 /// Rounds f32 to bf16 bits (nearest even), with AVX512-BF16 when available.
 pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
     if KernelPath::Avx512.is_available() {
         // SAFETY: AVX512-BF16 is present.
-        unsafe { avx512::to_bf16(src, dst) }
-    } else {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = half::bf16::from_f32(*s).to_bits();
-        }
+        unsafe { avx512::to_bf16(src, dst) };
+        return;
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = half::bf16::from_f32(*s).to_bits();
     }
 }
 

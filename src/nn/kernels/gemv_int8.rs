@@ -21,7 +21,9 @@ use rayon::prelude::*;
 
 use super::gemm::run_tiles;
 use super::pack::PANEL;
-use super::{amx, avx2, avx512, clamp, portable, KernelPath, SendPtr};
+#[cfg(target_arch = "x86_64")]
+use super::{amx, avx2, avx512};
+use super::{clamp, portable, KernelPath, SendPtr};
 use crate::quant::int8::{quantize_row, QuantizedInt8};
 
 /// K is padded to a multiple of this (one AMX INT8 tile of K).
@@ -195,8 +197,16 @@ pub fn gemm_int8_with(
     }
     let path = clamp(path);
     let use_amx = path == KernelPath::Amx && m >= super::gemm::AMX_MIN_M;
-    let mpad = if use_amx { m.next_multiple_of(amx::MR) } else { m };
-    let (a, x_scale) = quantize_rows(x, m, k, kp, mpad);
+    let mpad = if use_amx {
+        m.next_multiple_of(super::gemm::AMX_ROWS)
+    } else {
+        m
+    };
+    #[cfg(target_arch = "x86_64")]
+    let lda = if use_amx { amx::lda(kp) } else { kp };
+    #[cfg(not(target_arch = "x86_64"))]
+    let lda = kp;
+    let (a, x_scale) = quantize_rows(x, m, k, lda, mpad);
     let mut dst = DstI8 {
         ptr: SendPtr(out.as_mut_ptr()),
         n,
@@ -206,10 +216,12 @@ pub fn gemm_int8_with(
         offset: None,
     };
     match path {
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Amx if use_amx => run_tiles(m, w.panels, amx::MR, 2, |r0, r1, p0, p1| {
             // SAFETY: the AMX path is only chosen when the CPU and OS support it.
             unsafe { amx::gemm_int8_tile(&a, w, r0, r1, p0, p1, &dst) }
         }),
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Amx | KernelPath::Avx512 => {
             // Offset to unsigned for vpdpbusd: q + 128 == q ^ 0x80 in two's complement.
             let au: Vec<u8> = a.iter().map(|q| (*q as u8) ^ 0x80).collect();
@@ -219,11 +231,13 @@ pub fn gemm_int8_with(
                 unsafe { avx512::gemm_int8_tile(&au, w, r0, r1, p0, p1, &dst) }
             })
         }
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => run_tiles(m, w.panels, 4, 1, |r0, r1, p0, p1| {
             // SAFETY: the AVX2 path is only chosen when the CPU supports it.
             unsafe { avx2::gemm_int8_tile(&a, w, r0, r1, p0, p1, &dst) }
         }),
-        KernelPath::Portable => run_tiles(m, w.panels, 4, 1, |r0, r1, p0, p1| {
+        // Portable, and every path on CPUs other than x86-64 (where `clamp` only yields it).
+        _ => run_tiles(m, w.panels, 4, 1, |r0, r1, p0, p1| {
             portable::gemm_int8_tile(&a, w, r0, r1, p0, p1, &dst)
         }),
     }

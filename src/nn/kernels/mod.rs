@@ -26,7 +26,7 @@ pub mod gemm;
 pub mod gemv_int8;
 pub mod pack;
 
-pub use attention::{attention, attention_with, AttnBias, AttnShape};
+pub use attention::{attention, attention_tensors, attention_with, AttnBias, AttnShape};
 pub use gemm::{gemm_bf16, gemm_bf16_with};
 pub use gemv_int8::{gemm_int8, gemm_int8_with, PackedInt8};
 pub use pack::PackedBf16;

@@ -9,6 +9,7 @@
 //! form a whole B tile. Padding is zero, so padded products add nothing.
 
 use half::bf16;
+use rayon::prelude::*;
 
 /// Columns of one panel.
 pub const PANEL: usize = 16;
@@ -40,22 +41,22 @@ impl PackedBf16 {
         Self::pack_by(n, k, w.len(), |i| bf16::from_f32(w[i]).to_bits())
     }
 
-    fn pack_by(n: usize, k: usize, len: usize, get: impl Fn(usize) -> u16) -> Option<Self> {
+    fn pack_by(n: usize, k: usize, len: usize, get: impl Fn(usize) -> u16 + Sync) -> Option<Self> {
         if n.checked_mul(k)? != len {
             return None;
         }
         let kp = k.div_ceil(K_ALIGN).max(1) * K_ALIGN;
         let panels = n.div_ceil(2 * PANEL).max(1) * 2;
         let mut data = vec![0u16; panels * PANEL * kp];
-        let panel_len = PANEL * kp;
-        for col in 0..n {
-            let (p, c) = (col / PANEL, col % PANEL);
-            let dst = &mut data[p * panel_len..(p + 1) * panel_len];
-            let row = col * k;
-            for kk in 0..k {
-                dst[(kk / 2) * 2 * PANEL + c * 2 + (kk & 1)] = get(row + kk);
+        // Panels are independent: pack them in parallel (the model has ~3e9 weights).
+        data.par_chunks_mut(PANEL * kp).enumerate().for_each(|(p, dst)| {
+            for c in 0..PANEL.min(n.saturating_sub(p * PANEL)) {
+                let row = (p * PANEL + c) * k;
+                for kk in 0..k {
+                    dst[(kk / 2) * 2 * PANEL + c * 2 + (kk & 1)] = get(row + kk);
+                }
             }
-        }
+        });
         Some(Self { n, k, kp, panels, data })
     }
 
