@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub mod bench;
 pub mod debug_parity;
@@ -58,7 +58,13 @@ pub enum DebugCommand {
 
 /// Entry point of the `dsocr` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The version line also names the CPU kernel path chosen at start-up.
+    let version = format!("{} ({})", env!("CARGO_PKG_VERSION"), crate::nn::kernels::describe());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     init_tracing(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Ocr(a) => ocr::run(a, cli.quiet),

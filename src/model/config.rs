@@ -93,7 +93,7 @@ pub struct LmConfig {
 impl LmConfig {
     /// Whether decoder layer `i` uses the MoE block (else the dense MLP).
     pub fn is_moe_layer(&self, i: usize) -> bool {
-        self.n_routed_experts > 0 && i >= self.first_k_dense_replace && i % self.moe_layer_freq.max(1) == 0
+        self.n_routed_experts > 0 && i >= self.first_k_dense_replace && i.is_multiple_of(self.moe_layer_freq.max(1))
     }
 }
 
@@ -238,7 +238,7 @@ impl ModelConfig {
         let l = ["language_config"];
         let hidden = r.usize_req(&p(&l, "hidden_size"))?;
         let heads = r.usize_req(&p(&l, "num_attention_heads"))?;
-        if heads == 0 || hidden % heads != 0 {
+        if heads == 0 || !hidden.is_multiple_of(heads) {
             return Err(r.err("language_config.num_attention_heads", "does not divide hidden_size"));
         }
         let lm = LmConfig {
@@ -276,10 +276,10 @@ impl ModelConfig {
 
     fn check(&self, file: &Path) -> Result<()> {
         let bad = |what: String| Error::model(file, what, "fix config.json so that its widths agree with each other");
-        if self.sam.heads == 0 || self.sam.width % self.sam.heads != 0 {
+        if self.sam.heads == 0 || !self.sam.width.is_multiple_of(self.sam.heads) {
             return Err(bad(format!("SAM width {} is not divisible by its {} heads", self.sam.width, self.sam.heads)));
         }
-        if self.clip.heads == 0 || self.clip.width % self.clip.heads != 0 {
+        if self.clip.heads == 0 || !self.clip.width.is_multiple_of(self.clip.heads) {
             return Err(bad(format!("CLIP width {} is not divisible by its {} heads", self.clip.width, self.clip.heads)));
         }
         if self.sam.net3_chans != self.clip.width {

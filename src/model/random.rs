@@ -44,7 +44,7 @@ fn header(specs: &[TensorSpec]) -> Vec<u8> {
     }
     let mut h = serde_json::to_vec(&serde_json::Value::Object(map)).unwrap_or_default();
     // The data section starts 8-byte aligned, as the format recommends.
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     h

@@ -31,7 +31,7 @@ struct SelfAttention {
 
 impl SelfAttention {
     fn load(vb: VarBuilder, dim: usize, heads: usize) -> Result<Self> {
-        if heads == 0 || dim % heads != 0 {
+        if heads == 0 || !dim.is_multiple_of(heads) {
             candle_core::bail!("CLIP attention: width {dim} is not divisible by {heads} heads");
         }
         Ok(Self {

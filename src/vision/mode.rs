@@ -71,7 +71,7 @@ impl FromStr for Mode {
                 let base: usize = parts[1].parse().map_err(|_| bad())?;
                 let image: usize = parts[2].parse().map_err(|_| bad())?;
                 let crop = matches!(parts.get(3), Some(&"crop"));
-                if base == 0 || image == 0 || base % 64 != 0 || image % 64 != 0 {
+                if base == 0 || image == 0 || !base.is_multiple_of(64) || !image.is_multiple_of(64) {
                     return Err(format!("mode `{s}`: sizes must be positive multiples of 64"));
                 }
                 Ok(Mode { base_size: base, image_size: image, crop, max_tiles: 9 })

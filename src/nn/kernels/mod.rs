@@ -14,7 +14,6 @@
 //! stable since Rust 1.89, above the crate's declared `rust-version` (1.85); the lint is
 //! silenced here until the manifest is bumped (which also needs a few `is_multiple_of`
 //! fixes elsewhere that clippy asks for at 1.89).
-#![allow(clippy::incompatible_msrv)]
 
 mod amx;
 mod avx2;

@@ -32,7 +32,7 @@ pub struct Attention {
 impl Attention {
     /// Loads `qkv`, `proj` and the relative tables of `rel_len` rows from `vb` (= `blocks.i.attn`).
     pub fn load(vb: VarBuilder, dim: usize, heads: usize, rel_len: usize, index: usize) -> Result<Self> {
-        if heads == 0 || dim % heads != 0 {
+        if heads == 0 || !dim.is_multiple_of(heads) {
             candle_core::bail!("SAM attention: width {dim} is not divisible by {heads} heads");
         }
         let head_dim = dim / heads;
