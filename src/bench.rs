@@ -130,7 +130,7 @@ pub fn synthetic_page() -> RgbImage {
         let len = 500 + (line * 137 % 200);
         for x in 80..(80 + len).min(w - 80) {
             // Words: gaps every few pixels so the page has edges like text.
-            if (x / 7 + line) % 9 == 0 {
+            if (x / 7 + line).is_multiple_of(9) {
                 continue;
             }
             for dy in 0..12 {
