@@ -12,7 +12,9 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::model::config::ClipConfig;
+use crate::nn::precision::Precision;
 use crate::nn::{Linear, Taps};
+use crate::vision::cpu_attention;
 use crate::vision::pos_interp::resize_bicubic_aa;
 
 /// `x · sigmoid(1.702 x)`.
@@ -30,13 +32,13 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn load(vb: VarBuilder, dim: usize, heads: usize) -> Result<Self> {
+    fn load(vb: VarBuilder, dim: usize, heads: usize, precision: Precision) -> Result<Self> {
         if heads == 0 || !dim.is_multiple_of(heads) {
             candle_core::bail!("CLIP attention: width {dim} is not divisible by {heads} heads");
         }
         Ok(Self {
-            qkv_proj: Linear::load(vb.pp("qkv_proj"), dim, 3 * dim, true)?,
-            out_proj: Linear::load(vb.pp("out_proj"), dim, dim, true)?,
+            qkv_proj: Linear::load_with(vb.pp("qkv_proj"), dim, 3 * dim, true, precision)?,
+            out_proj: Linear::load_with(vb.pp("out_proj"), dim, dim, true, precision)?,
             heads,
             head_dim: dim / heads,
         })
@@ -47,12 +49,16 @@ impl SelfAttention {
         let (nh, d) = (self.heads, self.head_dim);
         // qkv channels are [q | k | v], each split into heads of `d` contiguous channels.
         let qkv = self.qkv_proj.forward(x)?.reshape((b, t, 3, nh, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
-        let q = qkv.get(0)?.reshape((b * nh, t, d))?;
-        let k = qkv.get(1)?.reshape((b * nh, t, d))?;
-        let v = qkv.get(2)?.reshape((b * nh, t, d))?;
-        // At most 401 tokens: the full score matrix is small.
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-        let o = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+        let qkv = qkv.reshape((3, b * nh, t, d))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let o = if qkv.device().is_cpu() {
+            cpu_attention::attention(&qkv, None, scale)?.to_dtype(x.dtype())?
+        } else {
+            // At most 401 tokens: the full score matrix is small.
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
+        };
         let o = o.reshape((b, nh, t, d))?.transpose(1, 2)?.reshape((b, t, c))?;
         self.out_proj.forward(&o)
     }
@@ -69,13 +75,13 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, cfg: &ClipConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ClipConfig, precision: Precision) -> Result<Self> {
         Ok(Self {
             layer_norm1: candle_nn::layer_norm(cfg.width, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
-            self_attn: SelfAttention::load(vb.pp("self_attn"), cfg.width, cfg.heads)?,
+            self_attn: SelfAttention::load(vb.pp("self_attn"), cfg.width, cfg.heads, precision)?,
             layer_norm2: candle_nn::layer_norm(cfg.width, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
-            fc1: Linear::load(vb.pp("mlp").pp("fc1"), cfg.width, cfg.ffn_dim, true)?,
-            fc2: Linear::load(vb.pp("mlp").pp("fc2"), cfg.ffn_dim, cfg.width, true)?,
+            fc1: Linear::load_with(vb.pp("mlp").pp("fc1"), cfg.width, cfg.ffn_dim, true, precision)?,
+            fc2: Linear::load_with(vb.pp("mlp").pp("fc2"), cfg.ffn_dim, cfg.width, true, precision)?,
         })
     }
 
@@ -101,8 +107,9 @@ pub struct Clip {
 }
 
 impl Clip {
-    /// Loads the model from `vb` (= `model.vision_model`). The unused patch conv is not loaded.
-    pub fn load(vb: VarBuilder, cfg: &ClipConfig) -> Result<Self> {
+    /// Loads the model from `vb` (= `model.vision_model`), linear layers in `precision`. The
+    /// unused patch conv is not loaded.
+    pub fn load(vb: VarBuilder, cfg: &ClipConfig, precision: Precision) -> Result<Self> {
         let grid = (cfg.num_positions.saturating_sub(1) as f64).sqrt() as usize;
         if grid == 0 || grid * grid + 1 != cfg.num_positions {
             candle_core::bail!("CLIP num_positions {} is not 1 + a square", cfg.num_positions);
@@ -115,7 +122,7 @@ impl Clip {
             pos_grid: grid,
             pos_cache: Mutex::new(HashMap::new()),
             pre_layrnorm: candle_nn::layer_norm(cfg.width, cfg.pre_layer_norm_eps, vb.pp("pre_layrnorm"))?,
-            layers: (0..cfg.layers).map(|i| Layer::load(tl.pp(i), cfg)).collect::<Result<Vec<_>>>()?,
+            layers: (0..cfg.layers).map(|i| Layer::load(tl.pp(i), cfg, precision)).collect::<Result<Vec<_>>>()?,
         })
     }
 

@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
+use crate::nn::precision::Precision;
 use crate::nn::Taps;
 use crate::vision::clip::Clip;
 use crate::vision::layout;
@@ -25,14 +26,20 @@ pub struct DeepEncoder {
 }
 
 impl DeepEncoder {
-    /// Loads the encoder from `vb` rooted at the checkpoint root.
+    /// Loads the encoder from `vb` rooted at the checkpoint root, in f32 (the parity mode).
     pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+        Self::load_with(vb, cfg, Precision::F32)
+    }
+
+    /// Loads the encoder with every linear layer of SAM, CLIP and the projector (and SAM's
+    /// patch embedding and 1×1 neck convolution, which are GEMMs) in `precision`.
+    pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, precision: Precision) -> Result<Self> {
         let m = vb.pp("model");
         let d = cfg.projector.n_embed;
         Ok(Self {
-            sam: Sam::load(m.pp("sam_model"), &cfg.sam)?,
-            clip: Clip::load(m.pp("vision_model"), &cfg.clip)?,
-            projector: Projector::load(m.pp("projector"), &cfg.projector)?,
+            sam: Sam::load(m.pp("sam_model"), &cfg.sam, precision)?,
+            clip: Clip::load(m.pp("vision_model"), &cfg.clip, precision)?,
+            projector: Projector::load(m.pp("projector"), &cfg.projector, precision)?,
             image_newline: m.get(d, "image_newline")?,
             view_seperator: m.get(d, "view_seperator")?,
         })

@@ -4,6 +4,7 @@
 //! → `projector` → `layout`, tied together by `encoder::DeepEncoder`.
 
 pub mod clip;
+pub mod cpu_attention;
 pub mod encoder;
 pub mod layout;
 pub mod mode;

@@ -4,6 +4,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::model::config::ProjectorConfig;
+use crate::nn::precision::Precision;
 use crate::nn::Linear;
 
 /// `model.projector.layers`, a single linear layer with bias.
@@ -13,9 +14,9 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// Loads from `vb` (= `model.projector`).
-    pub fn load(vb: VarBuilder, cfg: &ProjectorConfig) -> Result<Self> {
-        Ok(Self { layers: Linear::load(vb.pp("layers"), cfg.input_dim, cfg.n_embed, true)? })
+    /// Loads from `vb` (= `model.projector`), computed in `precision`.
+    pub fn load(vb: VarBuilder, cfg: &ProjectorConfig, precision: Precision) -> Result<Self> {
+        Ok(Self { layers: Linear::load_with(vb.pp("layers"), cfg.input_dim, cfg.n_embed, true, precision)? })
     }
 
     /// CLIP output `(B, 1 + n², W)` and SAM features `(B, C3, n, n)` → `(B, n², D)`.

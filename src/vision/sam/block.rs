@@ -7,6 +7,7 @@ use candle_nn::{LayerNorm, VarBuilder};
 use super::attention::Attention;
 use super::window;
 use crate::model::config::SamConfig;
+use crate::nn::precision::Precision;
 use crate::nn::{Linear, Taps};
 
 /// The `lin1 → GELU(erf) → lin2` MLP of a block.
@@ -17,9 +18,12 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Loads `lin1` / `lin2` from `vb` (= `blocks.i.mlp`).
-    pub fn load(vb: VarBuilder, dim: usize, hidden: usize) -> Result<Self> {
-        Ok(Self { lin1: Linear::load(vb.pp("lin1"), dim, hidden, true)?, lin2: Linear::load(vb.pp("lin2"), hidden, dim, true)? })
+    /// Loads `lin1` / `lin2` from `vb` (= `blocks.i.mlp`) in `precision`.
+    pub fn load(vb: VarBuilder, dim: usize, hidden: usize, precision: Precision) -> Result<Self> {
+        Ok(Self {
+            lin1: Linear::load_with(vb.pp("lin1"), dim, hidden, true, precision)?,
+            lin2: Linear::load_with(vb.pp("lin2"), hidden, dim, true, precision)?,
+        })
     }
 }
 
@@ -42,8 +46,8 @@ pub struct Block {
 }
 
 impl Block {
-    /// Loads block `index` from `vb` (= `sam_model.blocks.{index}`).
-    pub fn load(vb: VarBuilder, cfg: &SamConfig, index: usize) -> Result<Self> {
+    /// Loads block `index` from `vb` (= `sam_model.blocks.{index}`), linear layers in `precision`.
+    pub fn load(vb: VarBuilder, cfg: &SamConfig, index: usize, precision: Precision) -> Result<Self> {
         let global = cfg.global_attn_indexes.contains(&index);
         // Window blocks hold tables for a window, global ones for the pretraining grid.
         let side = if global { cfg.pos_grid() } else { cfg.window_size };
@@ -52,9 +56,9 @@ impl Block {
         }
         Ok(Self {
             norm1: candle_nn::layer_norm(cfg.width, cfg.norm_eps, vb.pp("norm1"))?,
-            attn: Attention::load(vb.pp("attn"), cfg.width, cfg.heads, 2 * side - 1, index)?,
+            attn: Attention::load(vb.pp("attn"), cfg.width, cfg.heads, 2 * side - 1, index, precision)?,
             norm2: candle_nn::layer_norm(cfg.width, cfg.norm_eps, vb.pp("norm2"))?,
-            mlp: Mlp::load(vb.pp("mlp"), cfg.width, cfg.mlp_dim)?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg.width, cfg.mlp_dim, precision)?,
             window: if global { None } else { Some(cfg.window_size) },
         })
     }

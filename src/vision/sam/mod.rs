@@ -17,6 +17,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::model::config::SamConfig;
+use crate::nn::precision::Precision;
 use crate::nn::Taps;
 use crate::vision::pos_interp::resize_bicubic_aa;
 
@@ -38,19 +39,20 @@ pub struct Sam {
 }
 
 impl Sam {
-    /// Loads the encoder from `vb` (= `model.sam_model`).
-    pub fn load(vb: VarBuilder, cfg: &SamConfig) -> Result<Self> {
+    /// Loads the encoder from `vb` (= `model.sam_model`), its linear layers (and the GEMM-shaped
+    /// convolutions) in `precision`.
+    pub fn load(vb: VarBuilder, cfg: &SamConfig, precision: Precision) -> Result<Self> {
         if cfg.patch_size == 0 {
             candle_core::bail!("SAM patch size must be positive");
         }
         let p = cfg.pos_grid();
-        let blocks = (0..cfg.depth).map(|i| Block::load(vb.pp("blocks").pp(i), cfg, i)).collect::<Result<Vec<_>>>()?;
+        let blocks = (0..cfg.depth).map(|i| Block::load(vb.pp("blocks").pp(i), cfg, i, precision)).collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            patch_embed: PatchEmbed::load(vb.pp("patch_embed"), 3, cfg.width, cfg.patch_size)?,
+            patch_embed: PatchEmbed::load(vb.pp("patch_embed"), 3, cfg.width, cfg.patch_size, precision)?,
             pos_embed: vb.get((1, p, p, cfg.width), "pos_embed")?,
             pos_cache: Mutex::new(HashMap::new()),
             blocks,
-            neck: Neck::load(vb.clone(), cfg)?,
+            neck: Neck::load(vb.clone(), cfg, precision)?,
             cfg: cfg.clone(),
         })
     }
@@ -104,6 +106,6 @@ impl Sam {
                 taps.put(format!("dbg_sam_block{i}"), &x);
             }
         }
-        self.neck.forward(&x.permute((0, 3, 1, 2))?.contiguous()?, taps)
+        self.neck.forward(&x, taps)
     }
 }
