@@ -231,4 +231,26 @@ mod tests {
         assert!(c.advance(3).is_err());
         c.ensure_room(2).unwrap();
     }
+
+    #[test]
+    fn host_rows_and_tensor_store() {
+        let dev = Device::Cpu;
+        let mut c = KvCache::new(1, 2, 3, 4, DType::F32, &dev).unwrap();
+        assert!(c.is_host());
+        let k = Tensor::arange(0f32, 6.0, &dev).unwrap().reshape((1, 2, 1, 3)).unwrap();
+        c.write(0, &k, &k).unwrap();
+        // Head 1 starts one head stride (max_len rows) after head 0.
+        let slot = c.host_layer_mut(0).unwrap();
+        assert_eq!(slot.max_len, 4);
+        assert_eq!(&slot.k[..3], &[0.0, 1.0, 2.0]);
+        assert_eq!(&slot.k[12..15], &[3.0, 4.0, 5.0]);
+        assert!(c.host_layer_mut(1).is_none());
+        // Other dtypes keep candle tensors and give the same views.
+        let mut t = KvCache::new(1, 2, 3, 4, DType::BF16, &dev).unwrap();
+        assert!(!t.is_host() && t.host_layer_mut(0).is_none());
+        let kb = k.to_dtype(DType::BF16).unwrap();
+        let (ka, _) = t.write(0, &kb, &kb).unwrap();
+        assert_eq!(ka.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(t.bytes(), KvCache::bytes_for(1, 2, 3, 4, DType::BF16));
+    }
 }
