@@ -5,13 +5,23 @@
 //! by `head_dim^-0.5`, softmax in f32. Keys and values go into the preallocated
 //! [`KvCache`] in place; queries are processed in chunks so a long prefill never holds
 //! the full `heads × L × L` score matrix.
+//!
+//! On the CPU in f32 activations (every [`Precision`]), the step goes through the blockwise
+//! kernel instead: RoPE is applied while the projection rows are laid out per head, K/V go
+//! straight into the cache's host buffers, and one kernel call per key/value head attends
+//! over the cached rows in place, so a decode step costs four projections and one small
+//! tensor, whatever the context length.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
-use crate::lm::rope::apply_tables;
+use crate::lm::host::{is_host_f32, with_f32};
+use crate::lm::rope::{apply_tables, RopeTables};
 use crate::memory::KvCache;
 use crate::model::config::LmConfig;
+use crate::nn::kernels::{self, AttnBias, AttnShape};
+use crate::nn::precision::Precision;
 use crate::nn::Linear;
 
 /// Default bound on the score elements (heads × query rows × keys) of one query chunk:
@@ -32,17 +42,17 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` from `vb` (`…self_attn`).
-    pub fn load(vb: VarBuilder, cfg: &LmConfig) -> Result<Self> {
+    /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` from `vb` (`…self_attn`) in `precision`.
+    pub fn load(vb: VarBuilder, cfg: &LmConfig, precision: Precision) -> Result<Self> {
         let (d, h, kv, hd) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         if kv == 0 || h % kv != 0 {
             candle_core::bail!("{h} attention heads are not a multiple of {kv} key/value heads")
         }
         Ok(Self {
-            q_proj: Linear::load(vb.pp("q_proj"), d, h * hd, false)?,
-            k_proj: Linear::load(vb.pp("k_proj"), d, kv * hd, false)?,
-            v_proj: Linear::load(vb.pp("v_proj"), d, kv * hd, false)?,
-            o_proj: Linear::load(vb.pp("o_proj"), h * hd, d, false)?,
+            q_proj: Linear::load_with(vb.pp("q_proj"), d, h * hd, false, precision)?,
+            k_proj: Linear::load_with(vb.pp("k_proj"), d, kv * hd, false, precision)?,
+            v_proj: Linear::load_with(vb.pp("v_proj"), d, kv * hd, false, precision)?,
+            o_proj: Linear::load_with(vb.pp("o_proj"), h * hd, d, false, precision)?,
             num_heads: h,
             num_kv_heads: kv,
             head_dim: hd,
@@ -56,9 +66,12 @@ impl Attention {
     }
 
     /// `x` `(L, D)` holds positions `cache.len() .. cache.len() + L`; `rope` holds the
-    /// `(cos, sin)` tables of those positions. Writes this layer's K/V rows into `cache`
-    /// (the caller advances the cache after the last layer).
-    pub fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+    /// tables of those positions. Writes this layer's K/V rows into `cache` (the caller
+    /// advances the cache after the last layer).
+    pub fn forward(&self, x: &Tensor, rope: &RopeTables, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+        if is_host_f32(x) && cache.is_host() {
+            return self.forward_host(x, rope, cache, layer);
+        }
         let (len, _) = x.dims2()?;
         let start = cache.len();
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
@@ -67,8 +80,8 @@ impl Attention {
         let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
-        let q = apply_tables(&q, &rope.0, &rope.1)?;
-        let k = apply_tables(&k, &rope.0, &rope.1)?;
+        let q = apply_tables(&q, &rope.cos, &rope.sin)?;
+        let k = apply_tables(&k, &rope.cos, &rope.sin)?;
         let (k_all, v_all) = cache.write(layer, &k, &v)?;
         let n_rep = self.num_heads / self.num_kv_heads;
         let k_all = candle_transformers::utils::repeat_kv(k_all, n_rep)?;
@@ -78,6 +91,72 @@ impl Attention {
         let out = attend(&q, &k_all, &v_all, start, chunk)?;
         let out = out.transpose(1, 2)?.reshape((len, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
+    }
+
+    /// The CPU path: f32 `x`, host cache, blockwise kernel (the kernel never materialises
+    /// the score matrix, so no query chunking is needed).
+    fn forward_host(&self, x: &Tensor, rope: &RopeTables, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+        let (len, _) = x.dims2()?;
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let start = cache.len();
+        let total = start + len;
+        let q = self.q_proj.forward(x)?;
+        let k = self.k_proj.forward(x)?;
+        let v = self.v_proj.forward(x)?;
+        // Queries as (heads, L, d), rotated on the way.
+        let mut q_heads = vec![0f32; h * len * hd];
+        with_f32(&q, |qs| {
+            for l in 0..len {
+                for head in 0..h {
+                    let src = &qs[(l * h + head) * hd..][..hd];
+                    rope.rotate_into(l, src, &mut q_heads[(head * len + l) * hd..][..hd]);
+                }
+            }
+        })?;
+        let Some(slot) = cache.host_layer_mut(layer) else {
+            candle_core::bail!("KV cache has no layer {layer}")
+        };
+        let max_len = slot.max_len;
+        if total > max_len {
+            candle_core::bail!("KV cache overflow: {start} + {len} > {max_len}")
+        }
+        // This step's keys (rotated) and values go to positions start.. of each head.
+        with_f32(&k, |ks| {
+            for l in 0..len {
+                for g in 0..kvh {
+                    let src = &ks[(l * kvh + g) * hd..][..hd];
+                    rope.rotate_into(l, src, &mut slot.k[(g * max_len + start + l) * hd..][..hd]);
+                }
+            }
+        })?;
+        with_f32(&v, |vs| {
+            for l in 0..len {
+                for g in 0..kvh {
+                    let at = (g * max_len + start + l) * hd;
+                    slot.v[at..at + hd].copy_from_slice(&vs[(l * kvh + g) * hd..][..hd]);
+                }
+            }
+        })?;
+        // Each key/value head's rows are contiguous in the cache, so one kernel call per
+        // kv head (with its group of query heads) reads them in place.
+        let n_rep = h / kvh;
+        let shape = AttnShape { heads: n_rep, kv_heads: 1, q_len: len, kv_len: total, head_dim: hd };
+        let scale = 1.0 / (hd as f32).sqrt();
+        let group = n_rep * len * hd;
+        let (kc, vc) = (&*slot.k, &*slot.v);
+        let mut out = vec![0f32; h * len * hd];
+        out.par_chunks_mut(group).zip(q_heads.par_chunks(group)).enumerate().try_for_each(|(g, (o, qg))| {
+            let rows = g * max_len * hd..(g * max_len + total) * hd;
+            kernels::attention(qg, &kc[rows.clone()], &vc[rows], shape, AttnBias::None, scale, true, o)
+        })?;
+        // Back to (L, heads · d) for o_proj.
+        let mut merged = vec![0f32; len * h * hd];
+        for head in 0..h {
+            for l in 0..len {
+                merged[(l * h + head) * hd..][..hd].copy_from_slice(&out[(head * len + l) * hd..][..hd]);
+            }
+        }
+        self.o_proj.forward(&Tensor::from_vec(merged, (len, h * hd), x.device())?)
     }
 }
 

@@ -9,9 +9,11 @@ use crate::lm::attention::Attention;
 use crate::lm::mlp::Mlp;
 use crate::lm::moe::Moe;
 use crate::lm::rms_norm::RmsNorm;
-use crate::lm::rope::{Rope, RopeFrequencies};
+use crate::lm::options::LmOptions;
+use crate::lm::rope::{Rope, RopeTables};
 use crate::memory::KvCache;
 use crate::model::config::LmConfig;
+use crate::nn::precision::Precision;
 use crate::nn::taps::Taps;
 use crate::nn::Linear;
 
@@ -38,16 +40,16 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    /// Loads layer `index` from `vb` (`model.layers.{index}`).
-    pub fn load(vb: VarBuilder, cfg: &LmConfig, index: usize) -> Result<Self> {
+    /// Loads layer `index` from `vb` (`model.layers.{index}`) with its linears in `precision`.
+    pub fn load(vb: VarBuilder, cfg: &LmConfig, index: usize, precision: Precision) -> Result<Self> {
         let ffn = if cfg.is_moe_layer(index) {
-            Ffn::Moe(Moe::load(vb.pp("mlp"), cfg)?)
+            Ffn::Moe(Moe::load(vb.pp("mlp"), cfg, precision)?)
         } else {
-            Ffn::Dense(Mlp::load(vb.pp("mlp"), cfg.hidden_size, cfg.intermediate_size)?)
+            Ffn::Dense(Mlp::load(vb.pp("mlp"), cfg.hidden_size, cfg.intermediate_size, precision)?)
         };
         Ok(Self {
             input_layernorm: RmsNorm::load(vb.pp("input_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
-            self_attn: Attention::load(vb.pp("self_attn"), cfg)?,
+            self_attn: Attention::load(vb.pp("self_attn"), cfg, precision)?,
             post_attention_layernorm: RmsNorm::load(vb.pp("post_attention_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
             ffn,
             index,
@@ -59,9 +61,9 @@ impl DecoderLayer {
         &mut self.self_attn
     }
 
-    /// `x` `(L, D)` → `(L, D)`; `rope` = `(cos, sin)` of the positions; writes this layer's
-    /// K/V into `cache`.
-    pub fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), cache: &mut KvCache, taps: &mut Taps) -> Result<Tensor> {
+    /// `x` `(L, D)` → `(L, D)`; `rope` = the cos/sin tables of the positions; writes this
+    /// layer's K/V into `cache`.
+    pub fn forward(&self, x: &Tensor, rope: &RopeTables, cache: &mut KvCache, taps: &mut Taps) -> Result<Tensor> {
         let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache, self.index)?)?;
         let n = self.post_attention_layernorm.forward(&h)?;
         let f = match &self.ffn {
@@ -81,6 +83,7 @@ pub struct DeepseekV2 {
     lm_head: Linear,
     rope: Rope,
     cfg: LmConfig,
+    precision: Precision,
     dtype: DType,
     device: Device,
 }
@@ -89,20 +92,33 @@ impl DeepseekV2 {
     /// Loads the decoder from the checkpoint root (`model.embed_tokens`, `model.layers.N`,
     /// `model.norm`, `lm_head`) with f32 RoPE frequencies (the parity profile).
     pub fn load(vb: VarBuilder, cfg: &LmConfig) -> Result<Self> {
-        Self::load_with(vb, cfg, RopeFrequencies::F32)
+        Self::load_with(vb, cfg, &LmOptions::default())
     }
 
-    /// Like [`load`](Self::load) with a choice of RoPE frequency rounding.
-    pub fn load_with(vb: VarBuilder, cfg: &LmConfig, freqs: RopeFrequencies) -> Result<Self> {
+    /// Like [`load`](Self::load) with a choice of RoPE frequency rounding and of the
+    /// precision of every linear (projections, dense MLP, routed and shared experts,
+    /// `lm_head`; the router stays f32 and the embedding table in the VarBuilder's dtype).
+    pub fn load_with(vb: VarBuilder, cfg: &LmConfig, opts: &LmOptions) -> Result<Self> {
+        let precision = opts.precision;
         let m = vb.pp("model");
         let embed_tokens = m.pp("embed_tokens").get((cfg.vocab_size, cfg.hidden_size), "weight")?;
         let layers = (0..cfg.num_layers)
-            .map(|i| DecoderLayer::load(m.pp("layers").pp(i), cfg, i))
+            .map(|i| DecoderLayer::load(m.pp("layers").pp(i), cfg, i, precision))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
-        let lm_head = Linear::load(vb.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false)?;
-        let rope = Rope::new(cfg.head_dim, cfg.rope_theta, freqs, vb.dtype(), vb.device());
-        Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone(), dtype: vb.dtype(), device: vb.device().clone() })
+        let lm_head = Linear::load_with(vb.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false, precision)?;
+        let rope = Rope::new(cfg.head_dim, cfg.rope_theta, opts.freqs, vb.dtype(), vb.device());
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            cfg: cfg.clone(),
+            precision,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
     }
 
     /// Bounds the attention score elements of one query chunk in every layer (default
@@ -116,6 +132,11 @@ impl DeepseekV2 {
     /// The configuration it was loaded with.
     pub fn config(&self) -> &LmConfig {
         &self.cfg
+    }
+
+    /// Precision of the linears (as asked at load; off the CPU they run in f32).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Compute dtype (the dtype the weights were loaded in).
@@ -183,7 +204,7 @@ impl DeepseekV2 {
             ));
         }
         let mut x = inputs_embeds.to_device(&self.device)?.to_dtype(self.dtype)?;
-        let rope = self.rope.tables(cache.len(), len)?;
+        let rope = self.rope.position_tables(cache.len(), len)?;
         for layer in &self.layers {
             x = layer.forward(&x, &rope, cache, taps)?;
             taps.put(format!("layer{}_out", layer.index), &x);

@@ -5,6 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::nn::precision::Precision;
 use crate::nn::Linear;
 
 /// A SwiGLU MLP `hidden → intermediate → hidden`.
@@ -16,12 +17,12 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Loads `gate_proj`, `up_proj`, `down_proj` from `vb`.
-    pub fn load(vb: VarBuilder, hidden: usize, intermediate: usize) -> Result<Self> {
+    /// Loads `gate_proj`, `up_proj`, `down_proj` from `vb` in `precision`.
+    pub fn load(vb: VarBuilder, hidden: usize, intermediate: usize, precision: Precision) -> Result<Self> {
         Ok(Self {
-            gate_proj: Linear::load(vb.pp("gate_proj"), hidden, intermediate, false)?,
-            up_proj: Linear::load(vb.pp("up_proj"), hidden, intermediate, false)?,
-            down_proj: Linear::load(vb.pp("down_proj"), intermediate, hidden, false)?,
+            gate_proj: Linear::load_with(vb.pp("gate_proj"), hidden, intermediate, false, precision)?,
+            up_proj: Linear::load_with(vb.pp("up_proj"), hidden, intermediate, false, precision)?,
+            down_proj: Linear::load_with(vb.pp("down_proj"), intermediate, hidden, false, precision)?,
         })
     }
 }

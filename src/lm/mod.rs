@@ -10,12 +10,15 @@
 pub mod attention;
 pub mod decoder;
 pub mod embed;
+pub mod host;
 pub mod mlp;
 pub mod moe;
+pub mod options;
 pub mod rms_norm;
 pub mod rope;
 pub mod router;
 
 pub use decoder::{DecoderLayer, DeepseekV2};
 pub use embed::{merge_image_embeddings, prompt_embeddings};
-pub use rope::{Rope, RopeFrequencies};
+pub use options::LmOptions;
+pub use rope::{Rope, RopeFrequencies, RopeTables};

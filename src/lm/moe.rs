@@ -5,13 +5,20 @@
 //! and experts nobody chose are never touched; at decode only the few selected experts
 //! run. The weighted sum is accumulated in f32 and cast to the model dtype once, as the
 //! reference does.
+//!
+//! With f32 activations on the CPU the gather of each expert's rows and the weighted
+//! scatter-add run on host slices (same arithmetic, same order as the candle ops), so an
+//! expert costs its three projections and one small input tensor; a decode step feeds `x`
+//! itself to each of its experts.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::lm::host::{is_host_f32, with_f32};
 use crate::lm::mlp::Mlp;
 use crate::lm::router::{Router, Routing};
 use crate::model::config::LmConfig;
+use crate::nn::precision::Precision;
 use crate::nn::taps::Taps;
 
 /// Routed experts plus the always-on shared experts.
@@ -23,14 +30,15 @@ pub struct Moe {
 }
 
 impl Moe {
-    /// Loads `gate`, `experts.N` and `shared_experts` from `vb` (`…mlp`).
-    pub fn load(vb: VarBuilder, cfg: &LmConfig) -> Result<Self> {
+    /// Loads `gate`, `experts.N` and `shared_experts` from `vb` (`…mlp`); experts in
+    /// `precision`, the router in f32.
+    pub fn load(vb: VarBuilder, cfg: &LmConfig, precision: Precision) -> Result<Self> {
         let router = Router::load(vb.pp("gate"), cfg)?;
         let experts = (0..cfg.n_routed_experts)
-            .map(|e| Mlp::load(vb.pp("experts").pp(e), cfg.hidden_size, cfg.moe_intermediate_size))
+            .map(|e| Mlp::load(vb.pp("experts").pp(e), cfg.hidden_size, cfg.moe_intermediate_size, precision))
             .collect::<Result<Vec<_>>>()?;
         let shared = if cfg.n_shared_experts > 0 {
-            Some(Mlp::load(vb.pp("shared_experts"), cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)?)
+            Some(Mlp::load(vb.pp("shared_experts"), cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts, precision)?)
         } else {
             None
         };
@@ -39,24 +47,39 @@ impl Moe {
 
     /// `x` `(L, D)` → `(L, D)`. Records `moe_l{layer}_topk_weight` / `_topk_idx` in `taps`.
     pub fn forward(&self, x: &Tensor, layer: usize, taps: &mut Taps) -> Result<Tensor> {
-        let (len, dim) = x.dims2()?;
+        let (len, _) = x.dims2()?;
         let routing = self.router.route(x)?;
         if taps.enabled() {
             let k = routing.top_k;
             taps.put(format!("moe_l{layer}_topk_weight"), &Tensor::from_vec(routing.weights.clone(), (len, k), x.device())?);
             taps.put(format!("moe_l{layer}_topk_idx"), &Tensor::from_vec(routing.ids.clone(), (len, k), x.device())?);
         }
+        let routed = if is_host_f32(x) { self.routed_host(x, &routing)? } else { self.routed(x, &routing)? };
+        match &self.shared {
+            Some(shared) => routed + shared.forward(x)?,
+            None => Ok(routed),
+        }
+    }
+
+    fn expert(&self, e: usize) -> Result<&Mlp> {
+        match self.experts.get(e) {
+            Some(mlp) => Ok(mlp),
+            None => candle_core::bail!("router chose expert {e}, which does not exist"),
+        }
+    }
+
+    /// Routed part with candle ops (any device and dtype).
+    fn routed(&self, x: &Tensor, routing: &Routing) -> Result<Tensor> {
+        let (len, dim) = x.dims2()?;
         // Weighted expert outputs in f32, stacked expert by expert, then summed into their
         // token rows with a single scatter-add.
         let mut outs = Vec::new();
         let mut all_rows = Vec::with_capacity(routing.ids.len());
-        for (expert, (rows, weights)) in group_by_expert(&routing, self.experts.len()).into_iter().enumerate() {
+        for (expert, (rows, weights)) in group_by_expert(routing, self.experts.len()).into_iter().enumerate() {
             if rows.is_empty() {
                 continue;
             }
-            let Some(mlp) = self.experts.get(expert) else {
-                candle_core::bail!("router chose expert {expert}, which does not exist")
-            };
+            let mlp = self.expert(expert)?;
             let n = rows.len();
             let index = Tensor::from_vec(rows.clone(), n, x.device())?;
             let w = Tensor::from_vec(weights, (n, 1), x.device())?;
@@ -70,11 +93,42 @@ impl Moe {
             &Tensor::cat(&outs, 0)?,
             0,
         )?;
-        let routed = acc.to_dtype(x.dtype())?;
-        match &self.shared {
-            Some(shared) => routed + shared.forward(x)?,
-            None => Ok(routed),
+        acc.to_dtype(x.dtype())
+    }
+
+    /// Routed part for f32 `x` on the CPU: host gather and weighted scatter-add around the
+    /// expert calls, in expert order as [`routed`](Self::routed) does.
+    fn routed_host(&self, x: &Tensor, routing: &Routing) -> Result<Tensor> {
+        let (len, dim) = x.dims2()?;
+        let mut acc = vec![0f32; len * dim];
+        for (expert, (rows, weights)) in group_by_expert(routing, self.experts.len()).into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let mlp = self.expert(expert)?;
+            let input = if len == 1 {
+                x.clone()
+            } else {
+                let gathered = with_f32(x, |xs| {
+                    let mut g = Vec::with_capacity(rows.len() * dim);
+                    for &r in &rows {
+                        g.extend_from_slice(&xs[r as usize * dim..][..dim]);
+                    }
+                    g
+                })?;
+                Tensor::from_vec(gathered, (rows.len(), dim), x.device())?
+            };
+            let out = mlp.forward(&input)?;
+            with_f32(&out, |ys| {
+                for (i, (&r, &w)) in rows.iter().zip(&weights).enumerate() {
+                    let dst = &mut acc[r as usize * dim..][..dim];
+                    for (a, &y) in dst.iter_mut().zip(&ys[i * dim..][..dim]) {
+                        *a += y * w;
+                    }
+                }
+            })?;
         }
+        Tensor::from_vec(acc, (len, dim), x.device())
     }
 }
 

@@ -50,25 +50,64 @@ impl Rope {
     /// `(cos, sin)` tables of shape `(len, d/2)` for positions `start .. start + len`.
     /// Angles and their cos/sin are computed in f32, then cast to the model dtype.
     pub fn tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let t = self.position_tables(start, len)?;
+        Ok((t.cos, t.sin))
+    }
+
+    /// The tables of positions `start .. start + len` both as tensors (model dtype) and as
+    /// f32 host rows (for the CPU path), computed once per forward pass for every layer.
+    pub fn position_tables(&self, start: usize, len: usize) -> Result<RopeTables> {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
+        let mut cos_host = Vec::with_capacity(len * half);
+        let mut sin_host = Vec::with_capacity(len * half);
         for p in start..start + len {
             for &f in &self.inv_freq {
                 let angle = p as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                cos_host.push(angle.cos());
+                sin_host.push(angle.sin());
             }
         }
-        let cos = Tensor::from_vec(cos, (len, half), &self.device)?.to_dtype(self.dtype)?;
-        let sin = Tensor::from_vec(sin, (len, half), &self.device)?.to_dtype(self.dtype)?;
-        Ok((cos, sin))
+        let cos = Tensor::from_slice(&cos_host, (len, half), &self.device)?.to_dtype(self.dtype)?;
+        let sin = Tensor::from_slice(&sin_host, (len, half), &self.device)?.to_dtype(self.dtype)?;
+        Ok(RopeTables { cos, sin, cos_host, sin_host, half })
     }
 
     /// Rotates `x` `(1, heads, len, d)` whose rows sit at positions `start ..`.
     pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
         let (cos, sin) = self.tables(start, x.dim(2)?)?;
         apply_tables(x, &cos, &sin)
+    }
+}
+
+/// cos/sin of the positions of one forward pass.
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    /// `(len, d/2)` cosines in the model dtype.
+    pub cos: Tensor,
+    /// `(len, d/2)` sines in the model dtype.
+    pub sin: Tensor,
+    /// The same cosines, f32, row-major.
+    pub cos_host: Vec<f32>,
+    /// The same sines, f32, row-major.
+    pub sin_host: Vec<f32>,
+    /// `d/2`.
+    pub half: usize,
+}
+
+impl RopeTables {
+    /// Rotates one head row `src` (`d` values) of the `row`-th position into `dst`, with
+    /// the same arithmetic, in the same order, as candle's CPU `rope` kernel (so the f32
+    /// parity profile gives identical results on either path).
+    pub fn rotate_into(&self, row: usize, src: &[f32], dst: &mut [f32]) {
+        let h = self.half;
+        let cos = &self.cos_host[row * h..(row + 1) * h];
+        let sin = &self.sin_host[row * h..(row + 1) * h];
+        let (x1, x2) = src.split_at(h);
+        let (d1, d2) = dst.split_at_mut(h);
+        for i in 0..h.min(x2.len()) {
+            d1[i] = x1[i] * cos[i] - x2[i] * sin[i];
+            d2[i] = x1[i] * sin[i] + x2[i] * cos[i];
+        }
     }
 }
 
@@ -89,6 +128,20 @@ mod tests {
         let bits: Vec<u16> = r.inv_freq().iter().map(|&f| half::bf16::from_f32(f).to_bits()).collect();
         assert_eq!(&bits[..5], &[0x3f80, 0x3f5e, 0x3f40, 0x3f26, 0x3f10]);
         assert_eq!(&bits[60..], &[0x393a, 0x3921, 0x390c, 0x38f2]);
+    }
+
+    #[test]
+    fn host_rotation_matches_candle_rope() {
+        let r = Rope::new(8, 10000.0, RopeFrequencies::F32, DType::F32, &Device::Cpu);
+        let xs: Vec<f32> = (0..3 * 8).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
+        let x = Tensor::from_slice(&xs, (1, 1, 3, 8), &Device::Cpu).unwrap();
+        let want = r.apply(&x, 5).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let t = r.position_tables(5, 3).unwrap();
+        let mut got = vec![0f32; 24];
+        for row in 0..3 {
+            t.rotate_into(row, &xs[row * 8..(row + 1) * 8], &mut got[row * 8..(row + 1) * 8]);
+        }
+        assert_eq!(got, want);
     }
 
     #[test]
