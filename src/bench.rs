@@ -118,6 +118,8 @@ pub struct Settings {
     pub new_tokens: usize,
     pub runs: usize,
     pub dtype: String,
+    /// Weight precision of the linear layers.
+    pub precision: String,
 }
 
 /// A synthetic Letter-size page (850×1100) with dark "text lines" on white, deterministic.
@@ -258,6 +260,7 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             new_tokens: opts.new_tokens,
             runs: opts.runs,
             dtype: format!("{:?}", opts.engine.dtype).to_lowercase(),
+            precision: opts.engine.precision.to_string(),
         },
         load_s,
         preprocess_s: secs(&|o| o.timings.preprocess),

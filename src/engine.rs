@@ -20,11 +20,11 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 use crate::generate::{generate, GenerateOptions, TextStream};
-use crate::lm::{merge_image_embeddings, DeepseekV2};
+use crate::lm::{merge_image_embeddings, DeepseekV2, LmOptions};
 use crate::memory::plan::{kv_cache_bytes, lm_activation_bytes, vision_activation_bytes, OVERHEAD_BYTES};
 use crate::memory::MemoryPlan;
 use crate::model::{ModelConfig, Weights};
-use crate::nn::Taps;
+use crate::nn::{Precision, Taps};
 use crate::text::{build_prompt, Task, Tokenizer};
 use crate::vision::encoder::DeepEncoder;
 use crate::vision::normalize::views_to_tensor;
@@ -44,11 +44,19 @@ pub struct EngineOptions {
     pub defaults: RunOptions,
     /// Refuse a page whose predicted peak memory exceeds this many bytes.
     pub memory_budget: Option<u64>,
+    /// Weight precision of the linear layers on the CPU: f32 (the parity mode), bf16 or int8.
+    pub precision: Precision,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu, dtype: DType::F32, defaults: RunOptions::default(), memory_budget: None }
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            defaults: RunOptions::default(),
+            memory_budget: None,
+            precision: Precision::F32,
+        }
     }
 }
 
@@ -124,12 +132,13 @@ impl Engine {
         let weights = Weights::from_model_dir(model_dir)?;
         weights.validate(&config)?;
         let vb = weights.var_builder(options.dtype, &options.device);
-        let encoder = DeepEncoder::load(vb.clone(), &config)?;
-        let lm = DeepseekV2::load(vb, &config.lm)?;
+        let encoder = DeepEncoder::load_with(vb.clone(), &config, options.precision)?;
+        let lm = DeepseekV2::load_with(vb, &config.lm, &LmOptions { precision: options.precision, ..LmOptions::default() })?;
         tracing::info!(
-            "loaded {} ({:.2} B parameters, {} on {:?})",
+            "loaded {} ({:.2} B parameters, {} weights, {} activations on {:?})",
             model_dir.display(),
             crate::model::layout::parameter_count(&config) as f64 / 1e9,
+            options.precision,
             format!("{:?}", options.dtype).to_lowercase(),
             options.device
         );
@@ -179,11 +188,31 @@ impl Engine {
         self.weights_file_bytes
     }
 
-    /// Bytes of weights the engine holds in memory (all tensors but the unused CLIP patch
-    /// convolution, at the compute dtype).
+    /// Bytes of weights the engine holds in memory: linear layers at the chosen precision
+    /// (packed), everything else (embeddings, norms, position tables, 3×3 convs, routers)
+    /// in the compute dtype; the unused CLIP patch convolution is never loaded.
     pub fn resident_weights_bytes(&self) -> u64 {
-        let unused = (self.config.clip.width * 3 * 14 * 14) as u64;
-        (crate::model::layout::parameter_count(&self.config) - unused) * self.options.dtype.size_in_bytes() as u64
+        let ds = self.options.dtype.size_in_bytes() as u64;
+        let on_cpu = self.options.device.is_cpu();
+        crate::model::layout::checkpoint_tensors(&self.config)
+            .iter()
+            .map(|t| {
+                let n: u64 = t.shape.iter().map(|&d| d as u64).product();
+                let name = t.name.as_str();
+                if name.ends_with("embeddings.patch_embedding.weight") {
+                    return 0;
+                }
+                let linear = matches!(t.init, crate::model::layout::Init::Weight { .. })
+                    && !name.ends_with("mlp.gate.weight")
+                    && (t.shape.len() == 2 || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight"));
+                match (linear && on_cpu, self.options.precision) {
+                    (true, Precision::Bf16) => n * 2,
+                    // int8 values plus one f32 scale per output row.
+                    (true, Precision::Int8) => n + 4 * t.shape[0] as u64,
+                    _ => n * ds,
+                }
+            })
+            .sum()
     }
 
     /// The most positions a page may take (prompt + new tokens): the model's position limit.

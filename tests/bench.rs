@@ -36,6 +36,7 @@ fn bench_random_weights_json_schema() {
     }
     assert_eq!(v["settings"]["new_tokens"], 8);
     assert_eq!(v["settings"]["mode"], "tiny");
+    assert_eq!(v["settings"]["precision"], "f32");
     assert_eq!(v["image_tokens"], 73);
     assert!(v["kv_cache_bytes"].as_u64().unwrap() > 0);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);

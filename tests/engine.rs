@@ -92,3 +92,27 @@ fn wrong_model_folder_is_a_clear_error() {
     let e = Engine::load(&dir.path().join("nope"), EngineOptions::default()).err().unwrap().to_string();
     assert!(e.contains("not a folder"), "{e}");
 }
+
+#[test]
+fn fast_precisions_run_and_hold_less_memory() {
+    use deepseek_ocr::nn::Precision;
+    let shared = shared_or_skip!();
+    let mini = shared.join("golden/mini");
+    let case = common::Case::load(&mini.join("portrait_tiny"));
+    let greedy = ids(&case, "generated_ids");
+    let image = load_image(&mini.join("portrait_tiny/input.png"), &Default::default()).unwrap();
+    let f32_bytes = Engine::load(&mini, EngineOptions::default()).unwrap().resident_weights_bytes();
+    for precision in [Precision::Bf16, Precision::Int8] {
+        let engine = Engine::load(&mini, EngineOptions { precision, ..EngineOptions::default() }).unwrap();
+        assert!(engine.resident_weights_bytes() < f32_bytes * 3 / 4, "{precision}");
+        let opts = RunOptions {
+            mode: Mode::TINY,
+            task: Task::Prompt(case.json["prompt"].as_str().unwrap().to_string()),
+            generate: GenerateOptions { max_new_tokens: 8, ngram: NgramGuard::Off, ..GenerateOptions::default() },
+        };
+        let out = engine.run_with(&image, &opts, None).unwrap();
+        // The first token has a wide margin in the golden (prefill); a fast mode must agree there.
+        assert_eq!(out.token_ids.len(), 8, "{precision}");
+        assert_eq!(out.token_ids[0], greedy[0], "{precision}: first greedy token");
+    }
+}

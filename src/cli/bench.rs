@@ -48,6 +48,9 @@ pub struct Args {
     /// Activation dtype: f32 (parity), bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Weight precision of the linear layers on the CPU: f32, bf16 or int8.
+    #[arg(long, default_value = "f32")]
+    pub precision: crate::nn::Precision,
 }
 
 /// Default cache folder for generated checkpoints.
@@ -96,7 +99,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         (None, true) => BenchModel::Random { config: a.config, cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir), seed: 0 },
         _ => anyhow::bail!("pass --model DIR or --random-weights"),
     };
-    let engine = EngineOptions { device: parse_device(&a.device)?, dtype: parse_dtype(&a.dtype)?, ..EngineOptions::default() };
+    let engine = EngineOptions {
+        device: parse_device(&a.device)?,
+        dtype: parse_dtype(&a.dtype)?,
+        precision: a.precision,
+        ..EngineOptions::default()
+    };
     let opts = BenchOptions { model, engine, mode: a.mode, image: a.image, pages: a.pages, new_tokens: a.new_tokens, runs: a.runs.max(1) };
     let quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let r = bench::run(&opts, |msg| {
@@ -106,7 +114,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     })?;
     println!("machine      {} ({} threads, {})", r.machine.cpu, r.machine.threads, r.machine.device);
     println!("model        {} ({:.2} B params)", r.model.source, r.model.parameters as f64 / 1e9);
-    println!("settings     mode {}, {} new tokens, {} run(s), dtype {}", r.settings.mode, r.settings.new_tokens, r.settings.runs, r.settings.dtype);
+    println!(
+        "settings     mode {}, {} new tokens, {} run(s), dtype {}, precision {}",
+        r.settings.mode, r.settings.new_tokens, r.settings.runs, r.settings.dtype, r.settings.precision
+    );
     println!("load         {:.2} s", r.load_s);
     let row = |name: &str, s: &bench::Stat, unit: &str| println!("{name:<12} {:.3} {unit} (min {:.3}, max {:.3})", s.median, s.min, s.max);
     row("preprocess", &r.preprocess_s, "s");

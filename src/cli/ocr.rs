@@ -78,6 +78,10 @@ pub struct Args {
     /// Compute dtype.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
+    /// Weight precision of the linear layers on the CPU: f32 (exact parity with the
+    /// reference), bf16 (fast) or int8 (fastest decode, least memory).
+    #[arg(long, default_value = "f32")]
+    pub precision: crate::nn::Precision,
     /// Refuse pages whose predicted peak memory exceeds this many GB (checked before each page).
     #[arg(long, value_name = "GB")]
     pub memory_budget: Option<f64>,
@@ -441,6 +445,7 @@ impl Ocr {
             dtype: self.args.dtype.into(),
             defaults: self.run.clone(),
             memory_budget: self.args.memory_budget.map(|gb| (gb * 1e9) as u64),
+            precision: self.args.precision,
         };
         Engine::load(&dir, options)
     }
