@@ -41,6 +41,9 @@ fn bench_random_weights_json_schema() {
     assert!(v["kv_cache_bytes"].as_u64().unwrap() > 0);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
     assert!(v["predicted_peak_bytes"].as_u64().unwrap() > 0);
+    // The memory plan made before the first page holds.
+    let (peak, predicted) = (v["peak_rss_bytes"].as_u64().unwrap(), v["predicted_peak_bytes"].as_u64().unwrap());
+    assert!(peak <= predicted, "measured peak {peak} above the prediction {predicted}");
     // The random checkpoint is written once and reused.
     let n = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
     assert_eq!(n, 1);
