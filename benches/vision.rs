@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --bench vision [-- FILTER...]`: a row runs when every filter word is part of
 //! its name (`f32`, `bf16`, `int8`, `tiny`, `base`, `gundam`, `stages`). Each figure is the
-//! median of a few calls after a warm-up call.
+//! median of `DSOCR_BENCH_RUNS` (default 3) calls after a warm-up call.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -39,7 +39,8 @@ fn init_scale(init: Init) -> (f64, f64) {
 
 /// Random f32 tensors for every vision tensor of the checkpoint (the decoder is skipped).
 fn vision_weights(cfg: &ModelConfig) -> Res<HashMap<String, Tensor>> {
-    let keep = ["model.sam_model.", "model.vision_model.", "model.projector.", "model.image_newline", "model.view_seperator"];
+    let keep =
+        ["model.sam_model.", "model.vision_model.", "model.projector.", "model.image_newline", "model.view_seperator"];
     let mut map = HashMap::new();
     for spec in checkpoint_tensors(cfg) {
         if keep.iter().any(|p| spec.name.starts_with(p)) {
@@ -50,23 +51,59 @@ fn vision_weights(cfg: &ModelConfig) -> Res<HashMap<String, Tensor>> {
     Ok(map)
 }
 
-/// Median seconds of `runs` calls of `f` after one warm-up call.
-fn time(runs: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the zero-initialised struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Median wall seconds and median CPU seconds of `runs` calls of `f` after one warm-up call.
+///
+/// The CPU time is reported too because the build machines are shared: when other jobs
+/// take the cores, wall time grows but CPU time stays close to what the page costs, and
+/// `cpu / threads` is what a quiet machine would show.
+fn time(runs: usize, mut f: impl FnMut() -> Res<()>) -> Res<(f64, f64)> {
     f()?;
-    let mut samples = Vec::with_capacity(runs);
+    let (mut wall, mut cpu) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for _ in 0..runs {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         f()?;
-        samples.push(t.elapsed().as_secs_f64());
+        wall.push(t.elapsed().as_secs_f64());
+        cpu.push(cpu_seconds() - c);
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
-    Ok(samples[samples.len() / 2])
+    wall.sort_by(|a, b| a.total_cmp(b));
+    cpu.sort_by(|a, b| a.total_cmp(b));
+    Ok((wall[runs / 2], cpu[runs / 2]))
 }
 
 /// Pixels of `n` views of side `s`, in the normalised range.
 fn views(n: usize, s: usize) -> Res<Tensor> {
     Ok(Tensor::rand(-1f32, 1f32, (n, 3, s, s), &Device::Cpu)?)
 }
+
+/// The views of one page in a resolution mode.
+struct PageMode {
+    name: &'static str,
+    /// Side of the global view.
+    global: usize,
+    /// Local tiles and their side (0 tiles: no crop).
+    tiles: usize,
+    tile_side: usize,
+    /// Tile grid `(w, h)`.
+    grid: (usize, usize),
+}
+
+const MODES: [PageMode; 3] = [
+    PageMode { name: "tiny", global: 512, tiles: 0, tile_side: 0, grid: (1, 1) },
+    PageMode { name: "base", global: 1024, tiles: 0, tile_side: 0, grid: (1, 1) },
+    PageMode { name: "gundam", global: 1024, tiles: 6, tile_side: 640, grid: (2, 3) },
+];
 
 fn selected(name: &str, filters: &[String]) -> bool {
     filters.iter().all(|f| name.contains(f.as_str()))
@@ -79,25 +116,19 @@ fn main() -> Res<()> {
     println!("{}", kernels::describe());
     let weights = vision_weights(&cfg)?;
     let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-    let runs = 3;
+    let runs = std::env::var("DSOCR_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3usize).max(1);
     for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
-        // (name, global side, tiles (count, side) and grid)
-        let modes: [(&str, usize, Option<(usize, usize)>, (usize, usize)); 3] =
-            [("tiny", 512, None, (1, 1)), ("base", 1024, None, (1, 1)), ("gundam", 1024, Some((6, 640)), (2, 3))];
-        let wanted: Vec<_> = modes.iter().filter(|m| selected(&format!("{precision} {}", m.0), &filters)).collect();
+        let wanted: Vec<_> = MODES.iter().filter(|m| selected(&format!("{precision} {}", m.name), &filters)).collect();
         if !wanted.is_empty() {
             let enc = DeepEncoder::load_with(vb.clone(), &cfg, precision)?;
-            for (name, side, tiles, grid) in wanted {
-                let global = views(1, *side)?;
-                let tiles = match tiles {
-                    Some((n, s)) => Some(views(*n, *s)?),
-                    None => None,
-                };
-                let secs = time(runs, || {
-                    enc.encode(&global, tiles.as_ref(), *grid, &mut Taps::off())?;
+            for mode in wanted {
+                let global = views(1, mode.global)?;
+                let tiles = if mode.tiles > 0 { Some(views(mode.tiles, mode.tile_side)?) } else { None };
+                let (wall, cpu) = time(runs, || {
+                    enc.encode(&global, tiles.as_ref(), mode.grid, &mut Taps::off())?;
                     Ok(())
                 })?;
-                println!("vision {precision:>4} {name:<6} {secs:8.3} s/page");
+                println!("vision {precision:>4} {:<6} {wall:8.3} s/page (cpu {cpu:.3} s)", mode.name);
             }
         }
         if selected(&format!("{precision} stages"), &filters) {
@@ -116,18 +147,21 @@ fn stages(vb: &VarBuilder, cfg: &ModelConfig, precision: Precision, runs: usize)
     let x = views(1, 1024)?;
     let feats = sam.forward(&x, &mut Taps::off())?;
     let tokens = clip.forward(&feats, &mut Taps::off())?;
-    let t_sam = time(runs, || {
+    let (t_sam, c_sam) = time(runs, || {
         sam.forward(&x, &mut Taps::off())?;
         Ok(())
     })?;
-    let t_clip = time(runs, || {
+    let (t_clip, c_clip) = time(runs, || {
         clip.forward(&feats, &mut Taps::off())?;
         Ok(())
     })?;
-    let t_proj = time(runs, || {
+    let (t_proj, c_proj) = time(runs, || {
         projector.forward(&tokens, &feats)?;
         Ok(())
     })?;
-    println!("stages {precision:>4} base   sam {t_sam:.3} s, clip {t_clip:.3} s, projector {t_proj:.4} s");
+    println!(
+        "stages {precision:>4} base   sam {t_sam:.3} s (cpu {c_sam:.3}), clip {t_clip:.3} s (cpu {c_clip:.3}), \
+         projector {t_proj:.4} s (cpu {c_proj:.4})"
+    );
     Ok(())
 }

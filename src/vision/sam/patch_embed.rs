@@ -41,8 +41,11 @@ impl Module for PatchEmbed {
         let (gh, gw) = (hgt / p, wid / p);
         // A strided convolution without padding ignores a partial last patch.
         let x = if gh * p != hgt || gw * p != wid { x.narrow(2, 0, gh * p)?.narrow(3, 0, gw * p)? } else { x.clone() };
-        let patches =
-            x.reshape((b, c, gh, p, gw, p))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?.reshape((b * gh * gw, c * p * p))?;
+        let patches = x
+            .reshape((b, c, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?
+            .reshape((b * gh * gw, c * p * p))?;
         self.proj.forward(&patches)?.reshape((b, gh, gw, ()))
     }
 }
