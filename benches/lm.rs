@@ -46,7 +46,10 @@ impl SimpleBackend for RandomBackend {
         };
         // Uniform on [-√3σ, √3σ] has standard deviation σ.
         let half = 3f32.sqrt() * std;
-        let seed = name.bytes().fold(0x9e37_79b9u32, |h, b| h.rotate_left(5) ^ b as u32).wrapping_mul(2_654_435_761);
+        let seed = name
+            .bytes()
+            .fold(0x9e37_79b9u32, |h, b| h.rotate_left(5) ^ b as u32)
+            .wrapping_mul(2_654_435_761);
         let mut data = vec![0f32; n];
         data.par_chunks_mut(1 << 16).enumerate().for_each(|(i, chunk)| {
             let mut x = (seed ^ (i as u32).wrapping_mul(0x85eb_ca6b)) | 1;
@@ -88,12 +91,21 @@ fn bench(cfg: &LmConfig, precision: Precision) -> Result<()> {
     let before = rss();
     let t = Instant::now();
     let vb = VarBuilder::from_backend(Box::new(RandomBackend), DType::F32, Device::Cpu);
-    let model = DeepseekV2::load_with(vb, cfg, &LmOptions { precision, ..LmOptions::default() })?;
+    let model = DeepseekV2::load_with(
+        vb,
+        cfg,
+        &LmOptions {
+            precision,
+            ..LmOptions::default()
+        },
+    )?;
     let load_s = t.elapsed().as_secs_f64();
     let resident = rss().saturating_sub(before);
 
     // A prompt of ordinary token ids; the embeddings are what the decoder sees.
-    let ids: Vec<u32> = (0..PROMPT as u32).map(|i| (i * 7919 + 13) % cfg.vocab_size as u32).collect();
+    let ids: Vec<u32> = (0..PROMPT as u32)
+        .map(|i| (i * 7919 + 13) % cfg.vocab_size as u32)
+        .collect();
     let embeds = model.embed(&Tensor::new(ids.as_slice(), &Device::Cpu)?)?;
 
     let mut prefill = Vec::new();
@@ -134,13 +146,24 @@ fn bench(cfg: &LmConfig, precision: Precision) -> Result<()> {
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; anything else selects precisions.
     let wanted: Vec<Precision> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let wanted = if wanted.is_empty() { vec![Precision::Int8, Precision::Bf16, Precision::F32] } else { wanted };
+    let wanted = if wanted.is_empty() {
+        vec![Precision::Int8, Precision::Bf16, Precision::F32]
+    } else {
+        wanted
+    };
     let full = ModelConfig::deepseek_ocr().lm;
-    println!("{} | rayon threads {}", kernels::describe(), rayon::current_num_threads());
+    println!(
+        "{} | rayon threads {}",
+        kernels::describe(),
+        rayon::current_num_threads()
+    );
     for precision in wanted {
         let mut cfg = full.clone();
         if precision == Precision::F32 {
-            let layers = std::env::var("DSOCR_BENCH_F32_LAYERS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+            let layers = std::env::var("DSOCR_BENCH_F32_LAYERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3);
             cfg.num_layers = usize::clamp(layers, 1, full.num_layers);
         }
         bench(&cfg, precision)?;
