@@ -24,13 +24,15 @@ const ABS_TOL: f32 = 1e-7;
 
 /// CUDA device 0, or `None` after a loud message.
 fn cuda_or_skip() -> Option<Device> {
-    match Device::new_cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("\n!!!!! SKIPPED: no CUDA device ({e}); the INT8 CUDA kernel was NOT run !!!!!\n");
-            None
-        }
-    }
+    // cudarc loads libcuda on first use and panics (rather than erring) when the driver
+    // library is missing, as on a machine without a GPU; that too means "no device".
+    let why = match std::panic::catch_unwind(|| Device::new_cuda(0)) {
+        Ok(Ok(d)) => return Some(d),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the CUDA driver library could not be loaded".to_string(),
+    };
+    eprintln!("\n!!!!! SKIPPED: no CUDA device ({why}); the INT8 CUDA kernel was NOT run !!!!!\n");
+    None
 }
 
 fn uniform(rng: &mut SmallRng, len: usize, amp: f32) -> Vec<f32> {
