@@ -24,8 +24,8 @@ const ABS_TOL: f32 = 1e-7;
 
 /// CUDA device 0, or `None` after a loud message.
 fn cuda_or_skip() -> Option<Device> {
-    // cudarc loads libcuda on first use and panics (rather than erring) when the driver
-    // library is missing, as on a machine without a GPU; that too means "no device".
+    // With dynamic loading cudarc opens libcuda on first use and panics (rather than
+    // erring) when the driver library is missing; that too means "no device".
     let why = match std::panic::catch_unwind(|| Device::new_cuda(0)) {
         Ok(Ok(d)) => return Some(d),
         Ok(Err(e)) => e.to_string(),
@@ -67,7 +67,10 @@ fn check(what: &str, got: &[f32], want: &[f32], tol: &[f32]) -> f32 {
     let mut max_err = 0f32;
     for (i, ((g, w), t)) in got.iter().zip(want).zip(tol).enumerate() {
         let err = (g - w).abs();
-        assert!(err <= *t, "{what}: element {i}: got {g}, want {w} (error {err} > tolerance {t})");
+        assert!(
+            err <= *t,
+            "{what}: element {i}: got {g}, want {w} (error {err} > tolerance {t})"
+        );
         max_err = max_err.max(err);
     }
     max_err
@@ -112,7 +115,10 @@ fn kernel_matches_cpu_reference() {
             .map(|mag| REL_TOL * mag + ABS_TOL)
             .collect();
         let err = check(&format!("int8_gemm {m}x{n}x{k}"), &got, &want, &tol);
-        println!("int8_gemm M={m} N={n} K={k} bias={}: max |err| = {err:e}", bias.is_some());
+        println!(
+            "int8_gemm M={m} N={n} K={k} bias={}: max |err| = {err:e}",
+            bias.is_some()
+        );
     }
 }
 
