@@ -23,6 +23,9 @@ enum Weight {
     Bf16(Arc<PackedBf16>),
     /// Packed per-channel int8 for the CPU GEMM kernels.
     Int8(Arc<PackedInt8>),
+    /// Per-channel int8 (and the bias) on a CUDA device, for `kernels/int8_gemm.cu`.
+    #[cfg(feature = "cuda")]
+    CudaInt8(Arc<super::cuda::CudaInt8Weight>),
 }
 
 /// A dense layer `y = x · Wᵀ + b`.
@@ -48,10 +51,12 @@ impl Linear {
     /// Like [`Linear::load`], with the weight held and multiplied in `precision`.
     ///
     /// Bf16 reads the weight as bf16 (no f32 copy of a bf16 checkpoint) and packs it; Int8
-    /// reads it as f32 and quantises it per output channel. The bias stays f32. On a
-    /// non-CPU device every precision falls back to [`Linear::load`].
+    /// reads it as f32 and quantises it per output channel. The bias stays f32. On a CUDA
+    /// device Int8 runs our CUDA kernel; every other non-CPU case falls back to
+    /// [`Linear::load`].
     pub fn load_with(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool, precision: Precision) -> Result<Self> {
-        if precision == Precision::F32 || !vb.device().is_cpu() {
+        let cuda_int8 = precision == Precision::Int8 && vb.device().is_cuda();
+        if precision == Precision::F32 || (!vb.device().is_cpu() && !cuda_int8) {
             return Self::load(vb, in_dim, out_dim, bias);
         }
         let dtype = if precision == Precision::Bf16 {
@@ -81,8 +86,13 @@ impl Linear {
     }
 
     /// Wraps existing tensors, packing the `(out, in)` weight for `precision` when the
-    /// weight lives on the CPU (elsewhere this is [`Linear::from_tensors`]).
+    /// weight lives on the CPU, or quantising it for the CUDA INT8 kernel when it is Int8 on
+    /// a CUDA device (elsewhere this is [`Linear::from_tensors`]).
     pub fn from_tensors_with(weight: Tensor, bias: Option<Tensor>, precision: Precision) -> Result<Self> {
+        #[cfg(feature = "cuda")]
+        if precision == Precision::Int8 && weight.device().is_cuda() {
+            return Self::cuda_int8(weight, bias);
+        }
         if precision == Precision::F32 || !weight.device().is_cpu() {
             return Ok(Self::from_tensors(weight, bias));
         }
@@ -121,6 +131,8 @@ impl Linear {
             Weight::Tensor(_) => Precision::F32,
             Weight::Bf16(_) => Precision::Bf16,
             Weight::Int8(_) => Precision::Int8,
+            #[cfg(feature = "cuda")]
+            Weight::CudaInt8(_) => Precision::Int8,
         }
     }
 
@@ -180,7 +192,7 @@ impl Linear {
             match &self.weight {
                 Weight::Bf16(w) => kernels::gemm_bf16(xs, m, w, bias, &mut out)?,
                 Weight::Int8(w) => kernels::gemm_int8(xs, m, w, bias, &mut out)?,
-                Weight::Tensor(_) => bail!("linear: not a packed layer"),
+                _ => bail!("linear: not a layer packed for the CPU"),
             }
         }
         let mut shape = dims.to_vec();
@@ -188,6 +200,29 @@ impl Linear {
             *last = self.out_dim;
         }
         Tensor::from_vec(out, shape, &Device::Cpu)?.to_dtype(dtype)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Linear {
+    /// Quantises a CUDA `(out, in)` weight per output channel (on the host, once) and
+    /// uploads it with the bias for the CUDA INT8 kernel.
+    fn cuda_int8(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let w = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let q = pack_or_err(crate::quant::QuantizedInt8::quantize(&w, out_dim, in_dim))?;
+        let b = match &bias {
+            Some(b) => Some(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        let dev = super::cuda::CudaInt8Weight::new(&q, b.as_deref(), weight.device())?;
+        Ok(Self {
+            weight: Weight::CudaInt8(Arc::new(dev)),
+            bias,
+            bias_host: None,
+            in_dim,
+            out_dim,
+        })
     }
 }
 
@@ -202,6 +237,9 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = match &self.weight {
             Weight::Tensor(w) => w.t()?,
+            // The kernel adds the bias itself.
+            #[cfg(feature = "cuda")]
+            Weight::CudaInt8(w) => return w.forward(x),
             _ => return self.forward_packed(x),
         };
         let y = match x.dims() {

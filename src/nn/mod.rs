@@ -1,5 +1,7 @@
 //! Building blocks shared by the vision encoder and the language model.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod kernels;
 pub mod linear;
 pub mod precision;
