@@ -243,6 +243,22 @@ impl Engine {
             kv_cache: kv_cache_bytes(&self.config, self.cache_len(prompt_len, opts.generate.max_new_tokens), ds),
             vision_activations: vision,
             lm_activations: lm_activation_bytes(&self.config, prompt_len, ds),
+            load_transient: {
+                // Bytes per element alive while one tensor loads: the bf16 bytes read from
+                // the file, then per precision the converted tensor, the host copy handed
+                // to the packer and the packed result.
+                let per_elem = match self.options.precision {
+                    Precision::F32 => 2 + ds as u64,
+                    Precision::Bf16 => 2 + 2 + 2,
+                    Precision::Int8 => 2 + 4 + 4 + 1,
+                };
+                let largest = crate::model::layout::checkpoint_tensors(&self.config)
+                    .iter()
+                    .map(|t| t.shape.iter().product::<usize>() as u64)
+                    .max()
+                    .unwrap_or(0);
+                largest * per_elem
+            },
             overhead: OVERHEAD_BYTES,
         })
     }

@@ -1,7 +1,7 @@
 //! The memory plan: peak memory of a job, predicted before it starts.
 //!
 //! Peak = resident weights + KV cache (preallocated for the job's maximum length) + the
-//! larger of the vision and the language-model activation peaks + a fixed overhead
+//! largest of the vision and language-model activation peaks and the loading transient + a fixed overhead
 //! (allocator, tokenizer, runtime). The activation terms follow the buffers the forward
 //! passes really allocate; `dsocr bench` prints the prediction beside the measured
 //! high-water mark so the formula is kept honest.
@@ -22,6 +22,9 @@ pub struct MemoryPlan {
     pub vision_activations: u64,
     /// Largest transient of the decoder (prefill).
     pub lm_activations: u64,
+    /// Largest transient while loading: one tensor as read from the file plus its
+    /// converted copy (the file's pages are released as each tensor is copied out).
+    pub load_transient: u64,
     /// Runtime, tokenizer, allocator slack.
     pub overhead: u64,
 }
@@ -29,7 +32,7 @@ pub struct MemoryPlan {
 impl MemoryPlan {
     /// Predicted peak bytes.
     pub fn total(&self) -> u64 {
-        self.weights + self.kv_cache + self.vision_activations.max(self.lm_activations) + self.overhead
+        self.weights + self.kv_cache + self.vision_activations.max(self.lm_activations).max(self.load_transient) + self.overhead
     }
 
     /// Fails with a clear error when the plan exceeds `budget` bytes.

@@ -173,7 +173,28 @@ impl Weights {
             return Err(self.tensor_error(name, format!("expected a float tensor (bf16/f16/f32), found {:?}", e.dtype)));
         }
         let t = Tensor::from_raw_buffer(bytes, e.dtype, &e.shape, &Device::Cpu)?;
+        self.release(e);
         Ok(t.to_dtype(dtype)?.to_device(device)?)
+    }
+
+    /// Drops the mapped pages of a tensor whose bytes were just copied out, so that
+    /// loading does not hold the file's pages and the model's own copy at the same time
+    /// (the peak would otherwise be file + model). The pages stay in the OS page cache
+    /// and are read again from the file if the tensor is ever loaded twice.
+    fn release(&self, e: &TensorEntry) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            let f = &self.files[e.file];
+            let start = (f.data_start + e.start).div_ceil(PAGE) * PAGE;
+            let end = (f.data_start + e.end) / PAGE * PAGE;
+            if end > start {
+                // SAFETY: the mapping is a read-only file mapping; MADV_DONTNEED only drops
+                // clean pages from this process (later accesses re-read the file), and no
+                // reference into this range outlives `get` (its bytes were copied).
+                let _ = unsafe { f.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            }
+        }
     }
 
     /// A candle [`VarBuilder`] over these weights.
