@@ -26,15 +26,8 @@ type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Mean and standard deviation of a tensor kind, as the random checkpoints use.
 fn init_scale(init: Init) -> (f64, f64) {
-    match init {
-        Init::Weight { fan_in } => (0.0, 1.0 / (fan_in.max(1) as f64).sqrt()),
-        Init::Bias => (0.0, 0.02),
-        Init::NormWeight => (1.0, 0.1),
-        Init::NormBias => (0.0, 0.05),
-        Init::Embedding => (0.0, 1.0),
-        Init::Position => (0.0, 0.5),
-        Init::RelPos => (0.0, 0.1),
-    }
+    let (mean, std) = deepseek_ocr::model::random::init_scale(init);
+    (mean as f64, std as f64)
 }
 
 /// Random f32 tensors for every vision tensor of the checkpoint (the decoder is skipped).

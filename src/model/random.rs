@@ -17,8 +17,9 @@ use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::layout::{checkpoint_tensors, Init, TensorSpec};
 
-/// Standard deviation (or centre and spread) of a tensor kind, as in the golden models.
-fn scale(init: Init) -> (f32, f32) {
+/// Centre and standard deviation of a tensor kind, as in the golden models. Benchmarks that
+/// build random weights in memory use the same scales.
+pub fn init_scale(init: Init) -> (f32, f32) {
     match init {
         Init::Weight { fan_in } => (0.0, 1.0 / (fan_in.max(1) as f32).sqrt()),
         Init::Bias => (0.0, 0.02),
@@ -67,7 +68,7 @@ pub fn write_random_checkpoint(config: &ModelConfig, config_json: &str, out_dir:
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut chunk: Vec<u8> = Vec::with_capacity(1 << 21);
     for t in &specs {
-        let (centre, std) = scale(t.init);
+        let (centre, std) = init_scale(t.init);
         // Uniform on [-a, a] has standard deviation a / sqrt(3).
         let a = std * 3f32.sqrt();
         let mut left: usize = t.shape.iter().product();
