@@ -102,12 +102,56 @@ pub struct OcrOutput {
     pub kv_cache_bytes: u64,
 }
 
+/// Weight memory of a loaded model, computed once from the checkpoint layout.
+#[derive(Debug, Clone, Copy)]
+struct WeightMemory {
+    /// Bytes held after loading (see [`Engine::resident_weights_bytes`]).
+    resident: u64,
+    /// Largest transient while one tensor loads.
+    load_transient: u64,
+}
+
+impl WeightMemory {
+    fn of(config: &ModelConfig, options: &EngineOptions) -> Self {
+        let ds = options.dtype.size_in_bytes() as u64;
+        let on_cpu = options.device.is_cpu();
+        // Bytes per element alive while one tensor loads: the bf16 bytes read from the file,
+        // then per precision the converted tensor, the host copy handed to the packer and
+        // the packed result.
+        let transient_per_elem = match options.precision {
+            Precision::F32 => 2 + ds,
+            Precision::Bf16 => 2 + 2 + 2,
+            Precision::Int8 => 2 + 4 + 4 + 1,
+        };
+        let mut m = WeightMemory { resident: 0, load_transient: 0 };
+        for t in crate::model::layout::checkpoint_tensors(config) {
+            let n: u64 = t.shape.iter().map(|&d| d as u64).product();
+            m.load_transient = m.load_transient.max(n * transient_per_elem);
+            let name = t.name.as_str();
+            if name.ends_with("embeddings.patch_embedding.weight") {
+                continue;
+            }
+            let linear = matches!(t.init, crate::model::layout::Init::Weight { .. })
+                && !name.ends_with("mlp.gate.weight")
+                && (t.shape.len() == 2 || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight"));
+            m.resident += match (linear && on_cpu, options.precision) {
+                (true, Precision::Bf16) => n * 2,
+                // int8 values plus one f32 scale per output row.
+                (true, Precision::Int8) => n + 4 * t.shape[0] as u64,
+                _ => n * ds,
+            };
+        }
+        m
+    }
+}
+
 /// A loaded DeepSeek-OCR model.
 pub struct Engine {
     config: ModelConfig,
     options: EngineOptions,
     model_dir: PathBuf,
     weights_file_bytes: u64,
+    weight_memory: WeightMemory,
     encoder: DeepEncoder,
     lm: DeepseekV2,
     tokenizer: Tokenizer,
@@ -144,6 +188,7 @@ impl Engine {
         );
         Ok(Engine {
             weights_file_bytes: weights.total_bytes(),
+            weight_memory: WeightMemory::of(&config, &options),
             config,
             options,
             model_dir: model_dir.to_path_buf(),
@@ -192,27 +237,7 @@ impl Engine {
     /// (packed), everything else (embeddings, norms, position tables, 3×3 convs, routers)
     /// in the compute dtype; the unused CLIP patch convolution is never loaded.
     pub fn resident_weights_bytes(&self) -> u64 {
-        let ds = self.options.dtype.size_in_bytes() as u64;
-        let on_cpu = self.options.device.is_cpu();
-        crate::model::layout::checkpoint_tensors(&self.config)
-            .iter()
-            .map(|t| {
-                let n: u64 = t.shape.iter().map(|&d| d as u64).product();
-                let name = t.name.as_str();
-                if name.ends_with("embeddings.patch_embedding.weight") {
-                    return 0;
-                }
-                let linear = matches!(t.init, crate::model::layout::Init::Weight { .. })
-                    && !name.ends_with("mlp.gate.weight")
-                    && (t.shape.len() == 2 || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight"));
-                match (linear && on_cpu, self.options.precision) {
-                    (true, Precision::Bf16) => n * 2,
-                    // int8 values plus one f32 scale per output row.
-                    (true, Precision::Int8) => n + 4 * t.shape[0] as u64,
-                    _ => n * ds,
-                }
-            })
-            .sum()
+        self.weight_memory.resident
     }
 
     /// The most positions a page may take (prompt + new tokens): the model's position limit.
@@ -239,26 +264,11 @@ impl Engine {
         let vision = vision_activation_bytes(&self.config, global, 1, ds)
             .max(vision_activation_bytes(&self.config, opts.mode.image_size, n_tiles, ds));
         Ok(MemoryPlan {
-            weights: self.resident_weights_bytes(),
+            weights: self.weight_memory.resident,
             kv_cache: kv_cache_bytes(&self.config, self.cache_len(prompt_len, opts.generate.max_new_tokens), ds),
             vision_activations: vision,
             lm_activations: lm_activation_bytes(&self.config, prompt_len, ds),
-            load_transient: {
-                // Bytes per element alive while one tensor loads: the bf16 bytes read from
-                // the file, then per precision the converted tensor, the host copy handed
-                // to the packer and the packed result.
-                let per_elem = match self.options.precision {
-                    Precision::F32 => 2 + ds as u64,
-                    Precision::Bf16 => 2 + 2 + 2,
-                    Precision::Int8 => 2 + 4 + 4 + 1,
-                };
-                let largest = crate::model::layout::checkpoint_tensors(&self.config)
-                    .iter()
-                    .map(|t| t.shape.iter().product::<usize>() as u64)
-                    .max()
-                    .unwrap_or(0);
-                largest * per_elem
-            },
+            load_transient: self.weight_memory.load_transient,
             overhead: OVERHEAD_BYTES,
         })
     }
