@@ -32,13 +32,21 @@ fn init_scale(init: Init) -> (f64, f64) {
 
 /// Random f32 tensors for every vision tensor of the checkpoint (the decoder is skipped).
 fn vision_weights(cfg: &ModelConfig) -> Res<HashMap<String, Tensor>> {
-    let keep =
-        ["model.sam_model.", "model.vision_model.", "model.projector.", "model.image_newline", "model.view_seperator"];
+    let keep = [
+        "model.sam_model.",
+        "model.vision_model.",
+        "model.projector.",
+        "model.image_newline",
+        "model.view_seperator",
+    ];
     let mut map = HashMap::new();
     for spec in checkpoint_tensors(cfg) {
         if keep.iter().any(|p| spec.name.starts_with(p)) {
             let (mean, std) = init_scale(spec.init);
-            map.insert(spec.name.clone(), Tensor::randn(mean as f32, std as f32, spec.shape, &Device::Cpu)?);
+            map.insert(
+                spec.name.clone(),
+                Tensor::randn(mean as f32, std as f32, spec.shape, &Device::Cpu)?,
+            );
         }
     }
     Ok(map)
@@ -93,9 +101,27 @@ struct PageMode {
 }
 
 const MODES: [PageMode; 3] = [
-    PageMode { name: "tiny", global: 512, tiles: 0, tile_side: 0, grid: (1, 1) },
-    PageMode { name: "base", global: 1024, tiles: 0, tile_side: 0, grid: (1, 1) },
-    PageMode { name: "gundam", global: 1024, tiles: 6, tile_side: 640, grid: (2, 3) },
+    PageMode {
+        name: "tiny",
+        global: 512,
+        tiles: 0,
+        tile_side: 0,
+        grid: (1, 1),
+    },
+    PageMode {
+        name: "base",
+        global: 1024,
+        tiles: 0,
+        tile_side: 0,
+        grid: (1, 1),
+    },
+    PageMode {
+        name: "gundam",
+        global: 1024,
+        tiles: 6,
+        tile_side: 640,
+        grid: (2, 3),
+    },
 ];
 
 fn selected(name: &str, filters: &[String]) -> bool {
@@ -109,19 +135,33 @@ fn main() -> Res<()> {
     println!("{}", kernels::describe());
     let weights = vision_weights(&cfg)?;
     let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-    let runs = std::env::var("DSOCR_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3usize).max(1);
+    let runs = std::env::var("DSOCR_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3usize)
+        .max(1);
     for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
-        let wanted: Vec<_> = MODES.iter().filter(|m| selected(&format!("{precision} {}", m.name), &filters)).collect();
+        let wanted: Vec<_> = MODES
+            .iter()
+            .filter(|m| selected(&format!("{precision} {}", m.name), &filters))
+            .collect();
         if !wanted.is_empty() {
             let enc = DeepEncoder::load_with(vb.clone(), &cfg, precision)?;
             for mode in wanted {
                 let global = views(1, mode.global)?;
-                let tiles = if mode.tiles > 0 { Some(views(mode.tiles, mode.tile_side)?) } else { None };
+                let tiles = if mode.tiles > 0 {
+                    Some(views(mode.tiles, mode.tile_side)?)
+                } else {
+                    None
+                };
                 let (wall, cpu) = time(runs, || {
                     enc.encode(&global, tiles.as_ref(), mode.grid, &mut Taps::off())?;
                     Ok(())
                 })?;
-                println!("vision {precision:>4} {:<6} {wall:8.3} s/page (cpu {cpu:.3} s)", mode.name);
+                println!(
+                    "vision {precision:>4} {:<6} {wall:8.3} s/page (cpu {cpu:.3} s)",
+                    mode.name
+                );
             }
         }
         if selected(&format!("{precision} stages"), &filters) {

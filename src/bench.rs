@@ -29,7 +29,11 @@ pub enum BenchModel {
     Dir(PathBuf),
     /// A random-weight checkpoint with this config (the real one when `None`), written once
     /// to `cache_dir` and then loaded like any model folder.
-    Random { config: Option<PathBuf>, cache_dir: PathBuf, seed: u64 },
+    Random {
+        config: Option<PathBuf>,
+        cache_dir: PathBuf,
+        seed: u64,
+    },
 }
 
 /// What to measure.
@@ -63,8 +67,16 @@ impl Stat {
         }
         v.sort_by(|a, b| a.total_cmp(b));
         let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
-        Stat { median, min: v[0], max: v[n - 1] }
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
     }
 }
 
@@ -158,14 +170,22 @@ pub fn rss_bytes() -> u64 {
 fn proc_status_kb(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
@@ -176,7 +196,13 @@ pub fn ensure_random_model(config: Option<&Path>, cache_dir: &Path, seed: u64) -
         None => REAL_CONFIG_JSON.to_string(),
     };
     let cfg = ModelConfig::from_value(
-        &serde_json::from_str(&text).map_err(|e| Error::model(config.unwrap_or(Path::new("<built-in>")), format!("invalid JSON: {e}"), "fix the config file"))?,
+        &serde_json::from_str(&text).map_err(|e| {
+            Error::model(
+                config.unwrap_or(Path::new("<built-in>")),
+                format!("invalid JSON: {e}"),
+                "fix the config file",
+            )
+        })?,
         config.unwrap_or(Path::new("<built-in>")),
     )?;
     // One folder per (config, seed): a changed config never reuses a stale checkpoint.
@@ -200,10 +226,23 @@ pub fn ensure_random_model(config: Option<&Path>, cache_dir: &Path, seed: u64) -
 pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<BenchReport> {
     let (dir, source) = match &opts.model {
         BenchModel::Dir(d) => (d.clone(), d.display().to_string()),
-        BenchModel::Random { config, cache_dir, seed } => {
+        BenchModel::Random {
+            config,
+            cache_dir,
+            seed,
+        } => {
             on_progress("preparing random checkpoint");
             let d = ensure_random_model(config.as_deref(), cache_dir, *seed)?;
-            (d, format!("random weights ({})", config.as_ref().map(|c| c.display().to_string()).unwrap_or_else(|| "real config".into())))
+            (
+                d,
+                format!(
+                    "random weights ({})",
+                    config
+                        .as_ref()
+                        .map(|c| c.display().to_string())
+                        .unwrap_or_else(|| "real config".into())
+                ),
+            )
         }
     };
     let image = match &opts.image {
@@ -228,7 +267,11 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
     let mut pages: Vec<(OcrOutput, Duration)> = Vec::new();
     for run in 0..=opts.runs {
         for p in 0..opts.pages.max(1) {
-            on_progress(&if run == 0 { "warm-up".to_string() } else { format!("run {run}/{} page {}", opts.runs, p + 1) });
+            on_progress(&if run == 0 {
+                "warm-up".to_string()
+            } else {
+                format!("run {run}/{} page {}", opts.runs, p + 1)
+            });
             let t = Instant::now();
             let out = engine.run_with(&image, &run_opts, None)?;
             if run > 0 {
@@ -247,7 +290,11 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
     let cfg = engine.config();
     Ok(BenchReport {
         schema_version: SCHEMA_VERSION,
-        machine: Machine { cpu: cpu_name(), threads: rayon::current_num_threads(), device: format!("{:?}", opts.engine.device) },
+        machine: Machine {
+            cpu: cpu_name(),
+            threads: rayon::current_num_threads(),
+            device: format!("{:?}", opts.engine.device),
+        },
         model: ModelInfo {
             source,
             parameters: crate::model::layout::parameter_count(cfg),

@@ -123,7 +123,10 @@ impl WeightMemory {
             Precision::Bf16 => 2 + 2 + 2,
             Precision::Int8 => 2 + 4 + 4 + 1,
         };
-        let mut m = WeightMemory { resident: 0, load_transient: 0 };
+        let mut m = WeightMemory {
+            resident: 0,
+            load_transient: 0,
+        };
         for t in crate::model::layout::checkpoint_tensors(config) {
             let n: u64 = t.shape.iter().map(|&d| d as u64).product();
             m.load_transient = m.load_transient.max(n * transient_per_elem);
@@ -177,7 +180,14 @@ impl Engine {
         weights.validate(&config)?;
         let vb = weights.var_builder(options.dtype, &options.device);
         let encoder = DeepEncoder::load_with(vb.clone(), &config, options.precision)?;
-        let lm = DeepseekV2::load_with(vb, &config.lm, &LmOptions { precision: options.precision, ..LmOptions::default() })?;
+        let lm = DeepseekV2::load_with(
+            vb,
+            &config.lm,
+            &LmOptions {
+                precision: options.precision,
+                ..LmOptions::default()
+            },
+        )?;
         tracing::info!(
             "loaded {} ({:.2} B parameters, {} weights, {} activations on {:?})",
             model_dir.display(),
@@ -260,12 +270,24 @@ impl Engine {
         let prompt_len = image_tokens + 64;
         let ds = self.options.dtype.size_in_bytes();
         let n_tiles = if grid.0 * grid.1 > 1 { grid.0 * grid.1 } else { 0 };
-        let global = if opts.mode.crop { opts.mode.base_size } else { opts.mode.image_size };
-        let vision = vision_activation_bytes(&self.config, global, 1, ds)
-            .max(vision_activation_bytes(&self.config, opts.mode.image_size, n_tiles, ds));
+        let global = if opts.mode.crop {
+            opts.mode.base_size
+        } else {
+            opts.mode.image_size
+        };
+        let vision = vision_activation_bytes(&self.config, global, 1, ds).max(vision_activation_bytes(
+            &self.config,
+            opts.mode.image_size,
+            n_tiles,
+            ds,
+        ));
         Ok(MemoryPlan {
             weights: self.weight_memory.resident,
-            kv_cache: kv_cache_bytes(&self.config, self.cache_len(prompt_len, opts.generate.max_new_tokens), ds),
+            kv_cache: kv_cache_bytes(
+                &self.config,
+                self.cache_len(prompt_len, opts.generate.max_new_tokens),
+                ds,
+            ),
             vision_activations: vision,
             lm_activations: lm_activation_bytes(&self.config, prompt_len, ds),
             load_transient: self.weight_memory.load_transient,
@@ -275,13 +297,19 @@ impl Engine {
 
     /// Runs one page with the engine's default mode and generation settings.
     pub fn run(&self, image: &RgbImage, task: &Task) -> Result<OcrOutput> {
-        let opts = RunOptions { task: task.clone(), ..self.options.defaults.clone() };
+        let opts = RunOptions {
+            task: task.clone(),
+            ..self.options.defaults.clone()
+        };
         self.run_with(image, &opts, None)
     }
 
     /// Runs one page, calling `on_text` with each UTF-8-safe piece of text as it is generated.
     pub fn run_streaming(&self, image: &RgbImage, task: &Task, on_text: &mut dyn FnMut(&str)) -> Result<OcrOutput> {
-        let opts = RunOptions { task: task.clone(), ..self.options.defaults.clone() };
+        let opts = RunOptions {
+            task: task.clone(),
+            ..self.options.defaults.clone()
+        };
         self.run_with(image, &opts, Some(on_text))
     }
 
@@ -301,7 +329,12 @@ impl Engine {
     }
 
     /// Runs one page with explicit options. `on_text` receives the text as it is generated.
-    pub fn run_with(&self, image: &RgbImage, opts: &RunOptions, on_text: Option<&mut dyn FnMut(&str)>) -> Result<OcrOutput> {
+    pub fn run_with(
+        &self,
+        image: &RgbImage,
+        opts: &RunOptions,
+        on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<OcrOutput> {
         let plan = self.memory_plan(opts, image.dimensions())?;
         plan.check(self.options.memory_budget)?;
 
@@ -314,10 +347,18 @@ impl Engine {
         let image_embeds = self.encode_image(&pre, &mut taps)?;
         let vision_time = t1.elapsed();
 
-        let prompt = build_prompt(&self.tokenizer, &opts.task.prompt(), pre.num_image_tokens, &self.config.tokens, self.max_positions())?;
+        let prompt = build_prompt(
+            &self.tokenizer,
+            &opts.task.prompt(),
+            pre.num_image_tokens,
+            &self.config.tokens,
+            self.max_positions(),
+        )?;
         let ids = Tensor::new(prompt.ids.as_slice(), &self.options.device)?;
         let embeds = merge_image_embeddings(&self.lm.embed(&ids)?, &prompt.image_mask, &image_embeds)?;
-        let mut cache = self.lm.new_cache(self.cache_len(prompt.len(), opts.generate.max_new_tokens))?;
+        let mut cache = self
+            .lm
+            .new_cache(self.cache_len(prompt.len(), opts.generate.max_new_tokens))?;
 
         let mut stream = TextStream::new(&self.tokenizer);
         let mut sink = on_text;
@@ -338,7 +379,15 @@ impl Engine {
             }
             true
         };
-        let gen = generate(&self.lm, &embeds, &prompt.ids, &opts.generate, &mut cache, self.config.tokens.eos, &mut on_token)?;
+        let gen = generate(
+            &self.lm,
+            &embeds,
+            &prompt.ids,
+            &opts.generate,
+            &mut cache,
+            self.config.tokens.eos,
+            &mut on_token,
+        )?;
         if let Some(e) = stream_err {
             return Err(e);
         }

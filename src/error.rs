@@ -13,15 +13,27 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// An input file (image, PDF) is missing, unreadable, corrupt or too large.
     #[error("{path}: {message}\nhint: {hint}")]
-    Input { path: PathBuf, message: String, hint: String },
+    Input {
+        path: PathBuf,
+        message: String,
+        hint: String,
+    },
 
     /// The model folder is incomplete or inconsistent (config, weights, tokenizer).
     #[error("model {path}: {message}\nhint: {hint}")]
-    Model { path: PathBuf, message: String, hint: String },
+    Model {
+        path: PathBuf,
+        message: String,
+        hint: String,
+    },
 
     /// A tensor in the weights is missing or has the wrong shape or dtype.
     #[error("weights {file}: tensor `{name}`: {message}\nhint: the weights do not match config.json; re-download the model or fix the config")]
-    Tensor { file: PathBuf, name: String, message: String },
+    Tensor {
+        file: PathBuf,
+        name: String,
+        message: String,
+    },
 
     /// A request that cannot be served as asked (bad prompt, too long, bad option).
     #[error("{message}\nhint: {hint}")]
@@ -37,24 +49,42 @@ pub enum Error {
 
     /// An I/O error with the path it concerns.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
     /// Bad input file.
     pub fn input(path: impl Into<PathBuf>, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Input { path: path.into(), message: message.into(), hint: hint.into() }
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
     /// Bad model folder.
     pub fn model(path: impl Into<PathBuf>, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Model { path: path.into(), message: message.into(), hint: hint.into() }
+        Error::Model {
+            path: path.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
     /// Bad request.
     pub fn request(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Request { message: message.into(), hint: hint.into() }
+        Error::Request {
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
     /// I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -32,7 +32,7 @@ pub mod cli;
 
 pub use engine::{Engine, EngineOptions, OcrOutput, RunOptions};
 pub use error::{Error, Result};
-pub use model::{ModelConfig, Weights};
 pub use generate::GenerateOptions;
+pub use model::{ModelConfig, Weights};
 pub use text::Task;
 pub use vision::Mode;

@@ -67,9 +67,16 @@ impl Report {
             Check::Mismatch(format!("length {} vs golden {}", ours.len(), golden.len()))
         } else {
             let i = ours.iter().zip(golden).position(|(a, b)| a != b).unwrap_or(0);
-            Check::Mismatch(format!("first difference at {i}: {:?} vs golden {:?}", ours[i], golden[i]))
+            Check::Mismatch(format!(
+                "first difference at {i}: {:?} vs golden {:?}",
+                ours[i], golden[i]
+            ))
         };
-        self.entries.push(Entry { name: name.to_string(), shape: vec![golden.len()], check });
+        self.entries.push(Entry {
+            name: name.to_string(),
+            shape: vec![golden.len()],
+            check,
+        });
     }
 
     /// Compares a tensor against its golden with tolerance `atol`.
@@ -77,11 +84,16 @@ impl Report {
         let shape = golden.dims().to_vec();
         let check = match ours {
             None => Check::NotImplemented,
-            Some(t) if t.dims() != golden.dims() && t.elem_count() != golden.elem_count() => {
-                Check::Shape { ours: t.dims().to_vec(), golden: shape.clone() }
-            }
+            Some(t) if t.dims() != golden.dims() && t.elem_count() != golden.elem_count() => Check::Shape {
+                ours: t.dims().to_vec(),
+                golden: shape.clone(),
+            },
             Some(t) => {
-                let a = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let a = t
+                    .to_device(&Device::Cpu)?
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
                 let g = golden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 let mut max_abs = 0f32;
                 let mut max_g = 0f32;
@@ -98,7 +110,11 @@ impl Report {
                 }
             }
         };
-        self.entries.push(Entry { name: name.to_string(), shape, check });
+        self.entries.push(Entry {
+            name: name.to_string(),
+            shape,
+            check,
+        });
         Ok(())
     }
 
@@ -108,8 +124,12 @@ impl Report {
         for e in &self.entries {
             let shape = format!("{:?}", e.shape);
             let status = match &e.check {
-                Check::Pass { max_abs, max_rel, atol } => format!("PASS  max abs {max_abs:.3e}  max rel {max_rel:.3e}  (atol {atol:.1e})"),
-                Check::Fail { max_abs, max_rel, atol } => format!("FAIL  max abs {max_abs:.3e}  max rel {max_rel:.3e}  (atol {atol:.1e})"),
+                Check::Pass { max_abs, max_rel, atol } => {
+                    format!("PASS  max abs {max_abs:.3e}  max rel {max_rel:.3e}  (atol {atol:.1e})")
+                }
+                Check::Fail { max_abs, max_rel, atol } => {
+                    format!("FAIL  max abs {max_abs:.3e}  max rel {max_rel:.3e}  (atol {atol:.1e})")
+                }
                 Check::Shape { ours, golden } => format!("FAIL  shape {ours:?}, golden {golden:?}"),
                 Check::Exact => "PASS  exact".to_string(),
                 Check::Mismatch(m) => format!("FAIL  {m}"),
@@ -135,9 +155,15 @@ impl GoldenCase {
     /// Reads `golden.json` and `golden.safetensors` of a case folder.
     pub fn load(dir: &Path) -> Result<Self> {
         let jp = dir.join("golden.json");
-        let text = std::fs::read_to_string(&jp)
-            .map_err(|e| Error::input(&jp, format!("cannot read: {e}"), "pass a golden case folder (golden.json + golden.safetensors)"))?;
-        let json = serde_json::from_str(&text).map_err(|e| Error::input(&jp, format!("not valid JSON: {e}"), "regenerate the case"))?;
+        let text = std::fs::read_to_string(&jp).map_err(|e| {
+            Error::input(
+                &jp,
+                format!("cannot read: {e}"),
+                "pass a golden case folder (golden.json + golden.safetensors)",
+            )
+        })?;
+        let json = serde_json::from_str(&text)
+            .map_err(|e| Error::input(&jp, format!("not valid JSON: {e}"), "regenerate the case"))?;
         let sp = dir.join("golden.safetensors");
         let tensors = candle_core::safetensors::load(&sp, &Device::Cpu)
             .map_err(|e| Error::input(&sp, format!("cannot read: {e}"), "regenerate the case"))?
@@ -157,7 +183,9 @@ impl GoldenCase {
         for p in path {
             v = &v[*p];
         }
-        v.as_array().map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -176,17 +204,27 @@ pub fn dump(path: &Path, golden: &GoldenCase, ours: &BTreeMap<String, Tensor>) -
     for (name, g) in &golden.tensors {
         if let Some(t) = ours.get(name) {
             if t.elem_count() == g.elem_count() {
-                out.push((name.clone(), t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.reshape(g.dims())?.contiguous()?));
+                out.push((
+                    name.clone(),
+                    t.to_device(&Device::Cpu)?
+                        .to_dtype(DType::F32)?
+                        .reshape(g.dims())?
+                        .contiguous()?,
+                ));
             }
         }
     }
     let map: std::collections::HashMap<String, Tensor> = out.into_iter().collect();
-    candle_core::safetensors::save(&map, path).map_err(|e| Error::input(path, format!("cannot write: {e}"), "check the output folder"))?;
+    candle_core::safetensors::save(&map, path)
+        .map_err(|e| Error::input(path, format!("cannot write: {e}"), "check the output folder"))?;
     Ok(())
 }
 
 fn tensor_ids(t: &Tensor) -> Result<Vec<u32>> {
-    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
+    Ok(t.to_device(&Device::Cpu)?
+        .to_dtype(DType::U32)?
+        .flatten_all()?
+        .to_vec1::<u32>()?)
 }
 
 /// Runs the case in `case_dir` (input image, mode and prompt as golden.json describes them)
@@ -203,8 +241,17 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
 
     let golden = GoldenCase::load(case_dir)?;
     let j = &golden.json;
-    let mut report = Report { case: case_dir.display().to_string(), entries: Vec::new() };
-    let bad = |what: &str| Error::input(case_dir.join("golden.json"), format!("missing or invalid `{what}`"), "regenerate the case");
+    let mut report = Report {
+        case: case_dir.display().to_string(),
+        entries: Vec::new(),
+    };
+    let bad = |what: &str| {
+        Error::input(
+            case_dir.join("golden.json"),
+            format!("missing or invalid `{what}`"),
+            "regenerate the case",
+        )
+    };
 
     // Inputs as golden.json describes them.
     let image_file = j["input_image"]["file"].as_str().unwrap_or("input.png");
@@ -221,19 +268,42 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
     // Preprocessing.
     let pre = preprocess(&image, mode);
     let grid = golden.ids(&["preprocessing", "images_spatial_crop"]);
-    report.exact("preprocessing.images_spatial_crop", &[pre.grid.0 as u32, pre.grid.1 as u32], &grid);
-    let n_tok = j["preprocessing"]["num_image_tokens"].as_u64().ok_or_else(|| bad("preprocessing.num_image_tokens"))? as u32;
-    report.exact("preprocessing.num_image_tokens", &[pre.num_image_tokens as u32], &[n_tok]);
+    report.exact(
+        "preprocessing.images_spatial_crop",
+        &[pre.grid.0 as u32, pre.grid.1 as u32],
+        &grid,
+    );
+    let n_tok = j["preprocessing"]["num_image_tokens"]
+        .as_u64()
+        .ok_or_else(|| bad("preprocessing.num_image_tokens"))? as u32;
+    report.exact(
+        "preprocessing.num_image_tokens",
+        &[pre.num_image_tokens as u32],
+        &[n_tok],
+    );
     let views: Vec<(String, &image::RgbImage)> = std::iter::once(("view_global.png".to_string(), &pre.global))
-        .chain(pre.tiles.iter().enumerate().map(|(i, t)| (format!("view_crop_{i:02}.png"), t)))
+        .chain(
+            pre.tiles
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("view_crop_{i:02}.png"), t)),
+        )
         .collect();
     for (file, view) in views {
         let p = case_dir.join(&file);
         if let Ok(g) = image::open(&p) {
             let g = g.to_rgb8();
             let same = g.dimensions() == view.dimensions() && g.as_raw() == view.as_raw();
-            let check = if same { Check::Exact } else { Check::Mismatch("pixels differ".into()) };
-            report.entries.push(Entry { name: format!("{file} (u8 pixels)"), shape: vec![3, g.height() as usize, g.width() as usize], check });
+            let check = if same {
+                Check::Exact
+            } else {
+                Check::Mismatch("pixels differ".into())
+            };
+            report.entries.push(Entry {
+                name: format!("{file} (u8 pixels)"),
+                shape: vec![3, g.height() as usize, g.width() as usize],
+                check,
+            });
         }
     }
 
@@ -244,10 +314,20 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
 
     // Prompt and embeddings.
     let cfg = engine.config();
-    let prompt = build_prompt(engine.tokenizer(), prompt_text, pre.num_image_tokens, &cfg.tokens, engine.max_positions())?;
+    let prompt = build_prompt(
+        engine.tokenizer(),
+        prompt_text,
+        pre.num_image_tokens,
+        &cfg.tokens,
+        engine.max_positions(),
+    )?;
     report.exact("tokens.input_ids", &prompt.ids, &golden.ids(&["tokens", "input_ids"]));
     let mask: Vec<u32> = prompt.image_mask.iter().map(|&b| b as u32).collect();
-    report.exact("tokens.images_seq_mask", &mask, &golden.ids(&["tokens", "images_seq_mask"]));
+    report.exact(
+        "tokens.images_seq_mask",
+        &mask,
+        &golden.ids(&["tokens", "images_seq_mask"]),
+    );
     let lm = engine.language_model();
     let ids = Tensor::new(prompt.ids.as_slice(), &engine.options().device)?;
     let embeds = merge_image_embeddings(&lm.embed(&ids)?, &prompt.image_mask, &image_embeds)?;
@@ -255,7 +335,12 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
 
     // Prefill with every position's logits, then the teacher-forced decode steps.
     let generated = golden.ids(&["lm", "generated_ids"]);
-    let steps = golden.tensors.get("decode_logits").map(|t| t.dim(0)).transpose()?.unwrap_or(0);
+    let steps = golden
+        .tensors
+        .get("decode_logits")
+        .map(|t| t.dim(0))
+        .transpose()?
+        .unwrap_or(0);
     let mut cache = lm.new_cache(prompt.len() + generated.len() + 1)?;
     let _ = lm.forward(&embeds, &mut cache, &mut taps)?;
     let mut rows = Vec::new();
@@ -270,12 +355,21 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
     if let Some(t) = taps.get("moe_l1_topk_idx") {
         let want: Vec<u32> = j["lm"]["moe_l1_topk_idx"]
             .as_array()
-            .map(|rows| rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()).filter_map(|x| x.as_u64().map(|x| x as u32)).collect())
+            .map(|rows| {
+                rows.iter()
+                    .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+                    .filter_map(|x| x.as_u64().map(|x| x as u32))
+                    .collect()
+            })
             .unwrap_or_default();
         report.exact("lm.moe_l1_topk_idx", &tensor_ids(t)?, &want);
     }
     if let Some(t) = taps.get("prefill_argmax") {
-        report.exact("lm.prefill_argmax", &tensor_ids(t)?, &golden.ids(&["lm", "prefill_argmax"]));
+        report.exact(
+            "lm.prefill_argmax",
+            &tensor_ids(t)?,
+            &golden.ids(&["lm", "prefill_argmax"]),
+        );
     }
 
     // Every golden tensor by name.
@@ -285,16 +379,34 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
     // Greedy generation, without and with the HF n-gram guard.
     let run = |ngram: NgramGuard, n: usize| -> Result<Vec<u32>> {
         let mut cache = lm.new_cache(prompt.len() + n + 1)?;
-        let opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, ngram, ignore_eos: false };
-        Ok(generate(lm, &embeds, &prompt.ids, &opts, &mut cache, cfg.tokens.eos, &mut |_| true)?.ids)
+        let opts = GenerateOptions {
+            max_new_tokens: n,
+            sampling: Sampling::Greedy,
+            ngram,
+            ignore_eos: false,
+        };
+        Ok(
+            generate(lm, &embeds, &prompt.ids, &opts, &mut cache, cfg.tokens.eos, &mut |_| {
+                true
+            })?
+            .ids,
+        )
     };
-    report.exact("lm.generated_ids (n-gram guard off)", &run(NgramGuard::Off, generated.len())?, &generated);
+    report.exact(
+        "lm.generated_ids (n-gram guard off)",
+        &run(NgramGuard::Off, generated.len())?,
+        &generated,
+    );
     let hf = golden.ids(&["lm", "hf_generate_ids"]);
     if !hf.is_empty() {
         let kw = &j["lm"]["hf_generate_kwargs"];
         let size = kw["no_repeat_ngram_size"].as_u64().unwrap_or(20) as usize;
         let n = kw["max_new_tokens"].as_u64().map(|n| n as usize).unwrap_or(hf.len());
-        report.exact(&format!("lm.hf_generate_ids (HF n-gram guard {size})"), &run(NgramGuard::Hf { size }, n)?, &hf);
+        report.exact(
+            &format!("lm.hf_generate_ids (HF n-gram guard {size})"),
+            &run(NgramGuard::Hf { size }, n)?,
+            &hf,
+        );
     }
     if let Some(path) = dump_to {
         dump(path, &golden, &ours)?;

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_dsocr");
 
 fn dsocr(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("run dsocr")
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dsocr")
 }
 
 fn stderr(o: &Output) -> String {
@@ -48,7 +52,18 @@ fn expected_text(shared: &Path) -> String {
 
 /// Arguments that make the mini pipeline reproduce the golden case.
 fn golden_args(shared: &Path) -> Vec<String> {
-    ["--model", &mini(shared), "--mode", "tiny", "--max-tokens", "25", "--quiet"].iter().map(|s| s.to_string()).collect()
+    [
+        "--model",
+        &mini(shared),
+        "--mode",
+        "tiny",
+        "--max-tokens",
+        "25",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn run_ok(args: &[String]) -> Output {
@@ -96,7 +111,10 @@ fn pdfium_present() -> bool {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/deepseek-ocr/pdfium")));
     let found = dir.is_some_and(|d| d.join("libpdfium.so").is_file() || d.join("libpdfium.dylib").is_file());
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "libpdfium is required in CI (run scripts/install-pdfium.sh)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "libpdfium is required in CI (run scripts/install-pdfium.sh)"
+        );
         eprintln!("\n!!!!! SKIPPED: libpdfium not installed (run scripts/install-pdfium.sh) !!!!!\n");
     }
     found
@@ -116,7 +134,10 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("dsocr "));
     let o = dsocr(&["ocr", "--help"]);
     let help = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && help.contains("Examples:") && help.contains("--pages"), "{help}");
+    assert!(
+        o.status.success() && help.contains("Examples:") && help.contains("--pages"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -148,8 +169,10 @@ fn zero_byte_and_corrupt_images() {
     let zero = tmp.path().join("zero.png");
     std::fs::write(&zero, b"").unwrap();
     let corrupt = tmp.path().join("corrupt.png");
-    let mut bytes = std::fs::read(case_png(Path::new(&std::env::var("DSOCR_SHARED_DIR").unwrap_or_else(|_| "../shared".into()))))
-        .unwrap_or_else(|_| b"\x89PNG\r\n\x1a\n".to_vec());
+    let mut bytes = std::fs::read(case_png(Path::new(
+        &std::env::var("DSOCR_SHARED_DIR").unwrap_or_else(|_| "../shared".into()),
+    )))
+    .unwrap_or_else(|_| b"\x89PNG\r\n\x1a\n".to_vec());
     bytes.truncate(16);
     std::fs::write(&corrupt, &bytes).unwrap();
     let junk = tmp.path().join("junk.jpg");
@@ -187,10 +210,24 @@ fn page_range_outside_the_document() {
     let out = tmp.path().join("out");
     let pdf = tmp.path().join("two.pdf");
     std::fs::write(&pdf, minipdf::make_pdf(2, false)).unwrap();
-    let o = dsocr(&["ocr", pdf.to_str().unwrap(), "--pages", "1-3", "--out", out.to_str().unwrap()]);
+    let o = dsocr(&[
+        "ocr",
+        pdf.to_str().unwrap(),
+        "--pages",
+        "1-3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let line = assert_clean_failure(&o, Some(&out), "page range");
     assert!(line.contains("outside the document"), "{line}");
-    let o = dsocr(&["ocr", pdf.to_str().unwrap(), "--pages", "2-1", "--out", out.to_str().unwrap()]);
+    let o = dsocr(&[
+        "ocr",
+        pdf.to_str().unwrap(),
+        "--pages",
+        "2-1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_clean_failure(&o, Some(&out), "backwards range");
 }
 
@@ -202,7 +239,14 @@ fn unwritable_output_folder() {
     let blocker = tmp.path().join("a-file");
     std::fs::write(&blocker, b"x").unwrap();
     let out = blocker.join("out");
-    let o = dsocr(&["ocr", case_png(&shared).to_str().unwrap(), "--model", &mini(&shared), "--out", out.to_str().unwrap()]);
+    let o = dsocr(&[
+        "ocr",
+        case_png(&shared).to_str().unwrap(),
+        "--model",
+        &mini(&shared),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let line = assert_clean_failure(&o, None, "unwritable out");
     assert!(line.contains("output folder"), "{line}");
     assert_eq!(std::fs::read(&blocker).unwrap(), b"x");
@@ -231,12 +275,24 @@ fn incomplete_model_folder() {
     std::fs::copy(shared.join("golden/mini/config.json"), model.join("config.json")).unwrap();
     std::fs::copy(shared.join("golden/mini/tokenizer.json"), model.join("tokenizer.json")).unwrap();
     let out = tmp.path().join("out");
-    let o = dsocr(&["ocr", case_png(&shared).to_str().unwrap(), "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = dsocr(&[
+        "ocr",
+        case_png(&shared).to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let line = assert_clean_failure(&o, Some(&out), "no weights");
     assert!(line.contains("safetensors"), "{line}");
     assert!(!out.exists(), "the output folder created by a failed run is removed");
     std::fs::remove_file(model.join("tokenizer.json")).unwrap();
-    let o = dsocr(&["ocr", case_png(&shared).to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    let o = dsocr(&[
+        "ocr",
+        case_png(&shared).to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
     assert!(assert_clean_failure(&o, None, "no tokenizer").contains("tokenizer.json is missing"));
 }
 
@@ -245,13 +301,21 @@ fn hub_model_offline_and_not_cached() {
     let shared = shared_or_skip!();
     let tmp = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
-        .args(["ocr", case_png(&shared).to_str().unwrap(), "--model", "someone/not-cached-model"])
+        .args([
+            "ocr",
+            case_png(&shared).to_str().unwrap(),
+            "--model",
+            "someone/not-cached-model",
+        ])
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_HOME", tmp.path())
         .output()
         .unwrap();
     let line = assert_clean_failure(&o, None, "offline hub");
-    assert!(line.contains("not in the Hugging Face cache") && line.contains("HF_HUB_OFFLINE"), "{line}");
+    assert!(
+        line.contains("not in the Hugging Face cache") && line.contains("HF_HUB_OFFLINE"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -264,7 +328,13 @@ fn several_inputs_need_out() {
     // Same stem in two folders would overwrite each other's results.
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = dsocr(&["ocr", a.to_str().unwrap(), b.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = dsocr(&[
+        "ocr",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(assert_clean_failure(&o, Some(&out), "same names").contains("same name"));
 }
 
@@ -287,7 +357,12 @@ fn image_to_out_folder() {
     let out = tmp.path().join("res");
     let img = tmp.path().join("page.png");
     std::fs::copy(case_png(&shared), &img).unwrap();
-    let mut args = vec!["ocr".to_string(), img.display().to_string(), "--out".into(), out.display().to_string()];
+    let mut args = vec![
+        "ocr".to_string(),
+        img.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
     args.extend(golden_args(&shared));
     let o = run_ok(&args);
     assert!(o.stdout.is_empty(), "nothing on stdout with --out");
@@ -302,7 +377,10 @@ fn image_to_out_folder() {
     assert_eq!(j["tokens"]["prompt"], 82);
     assert!(j["timings"]["total_ms"].as_f64().unwrap() > 0.0);
     let md = std::fs::read_to_string(out.join("page.md")).unwrap();
-    assert_eq!(md, deepseek_ocr::output::markdown::rewrite(&expected, "page_images/", false).markdown);
+    assert_eq!(
+        md,
+        deepseek_ocr::output::markdown::rewrite(&expected, "page_images/", false).markdown
+    );
     let boxes = image::open(out.join("page.boxes.png")).unwrap();
     assert_eq!((boxes.width(), boxes.height()), (850, 1100));
 }
@@ -317,19 +395,37 @@ fn multi_page_pdf() {
     let out = tmp.path().join("res");
     let pdf = tmp.path().join("doc.pdf");
     std::fs::write(&pdf, minipdf::make_pdf(3, false)).unwrap();
-    let mut args = vec!["ocr".to_string(), pdf.display().to_string(), "--pages".into(), "1,3".into(), "--dpi".into(), "72".into(), "--out".into(), out.display().to_string()];
+    let mut args = vec![
+        "ocr".to_string(),
+        pdf.display().to_string(),
+        "--pages".into(),
+        "1,3".into(),
+        "--dpi".into(),
+        "72".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
     args.extend(golden_args(&shared));
     run_ok(&args);
     for p in ["page_0001", "page_0003"] {
         let j = read_json(&out.join("doc").join(format!("{p}.json")));
-        assert_eq!((j["width"].as_u64(), j["height"].as_u64()), (Some(612), Some(792)), "72 dpi page size");
+        assert_eq!(
+            (j["width"].as_u64(), j["height"].as_u64()),
+            (Some(612), Some(792)),
+            "72 dpi page size"
+        );
         assert!(out.join("doc").join(format!("{p}.md")).is_file());
         assert!(out.join("doc").join(format!("{p}.boxes.png")).is_file());
     }
     assert!(!out.join("doc/page_0002.json").exists(), "page 2 was not selected");
     let combined = read_json(&out.join("doc.json"));
     assert_eq!(combined["page_count"], 3);
-    let pages: Vec<u64> = combined["pages"].as_array().unwrap().iter().map(|p| p["page"].as_u64().unwrap()).collect();
+    let pages: Vec<u64> = combined["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["page"].as_u64().unwrap())
+        .collect();
     assert_eq!(pages, [1, 3]);
     let md = std::fs::read_to_string(out.join("doc.md")).unwrap();
     assert_eq!(md.matches("<--- Page Split --->").count(), 2);
@@ -345,12 +441,25 @@ fn folder_input() {
     std::fs::copy(case_png(&shared), inp.join("a.png")).unwrap();
     std::fs::write(inp.join("readme.txt"), "ignored").unwrap();
     let out = tmp.path().join("res");
-    let mut args = vec!["ocr".to_string(), inp.display().to_string(), "--out".into(), out.display().to_string(), "--format".into(), "json".into()];
+    let mut args = vec![
+        "ocr".to_string(),
+        inp.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
     args.extend(golden_args(&shared));
     run_ok(&args);
-    let names: Vec<String> = all_files(&out).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = all_files(&out)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, ["a.boxes.png", "a.json", "b.boxes.png", "b.json"]);
-    assert_eq!(read_json(&out.join("a.json"))["text"].as_str().unwrap(), expected_text(&shared));
+    assert_eq!(
+        read_json(&out.join("a.json"))["text"].as_str().unwrap(),
+        expected_text(&shared)
+    );
 }
 
 #[test]
@@ -363,12 +472,22 @@ fn resumed_batch_after_kill() {
         std::fs::copy(case_png(&shared), inp.join(format!("{n}.png"))).unwrap();
     }
     let out = tmp.path().join("res");
-    let mut args = vec!["ocr".to_string(), inp.display().to_string(), "--out".into(), out.display().to_string()];
+    let mut args = vec![
+        "ocr".to_string(),
+        inp.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
     args.extend(golden_args(&shared));
     args.retain(|a| a != "--quiet");
 
     // First run: kill it as soon as the first input's results are complete.
-    let mut child = Command::new(BIN).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let first = out.join("a.json");
     let t0 = Instant::now();
     while !first.exists() {
@@ -395,20 +514,36 @@ fn resumed_batch_after_kill() {
     assert_eq!(std::fs::read(&first).unwrap(), first_bytes, "a.json was rewritten");
     let expected = expected_text(&shared);
     for n in ["a", "b", "c"] {
-        assert_eq!(read_json(&out.join(format!("{n}.json")))["text"].as_str().unwrap(), expected);
+        assert_eq!(
+            read_json(&out.join(format!("{n}.json")))["text"].as_str().unwrap(),
+            expected
+        );
         assert!(out.join(format!("{n}.md")).is_file() && out.join(format!("{n}.boxes.png")).is_file());
     }
-    let temps: Vec<PathBuf> = all_files(&out).into_iter().filter(|p| p.to_string_lossy().contains(".dsocr-tmp")).collect();
+    let temps: Vec<PathBuf> = all_files(&out)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".dsocr-tmp"))
+        .collect();
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
 
     // Third run: nothing to do, and it says so without loading the model.
     let o = run_ok(&args);
-    assert_eq!(stderr(&o).matches("skipped (already done)").count(), 3, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("skipped (already done)").count(),
+        3,
+        "{}",
+        stderr(&o)
+    );
 
     // Asking for another mode still skips, but says how the results were made.
     let mut other = args.clone();
     let i = other.iter().position(|a| a == "tiny").unwrap();
     other[i] = "base".into();
     let o = run_ok(&other);
-    assert_eq!(stderr(&o).matches("made with --mode tiny --task markdown").count(), 3, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("made with --mode tiny --task markdown").count(),
+        3,
+        "{}",
+        stderr(&o)
+    );
 }

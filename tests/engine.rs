@@ -18,7 +18,12 @@ fn mode_of(case: &common::Case) -> Mode {
 }
 
 fn ids(case: &common::Case, key: &str) -> Vec<u32> {
-    case.json["lm"][key].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    case.json["lm"][key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -28,7 +33,11 @@ fn every_case_end_to_end_gives_the_reference_ids() {
     let engine = Engine::load(&mini, EngineOptions::default()).unwrap();
     for dir in common::golden_cases(&shared) {
         let case = common::Case::load(&dir);
-        let image = load_image(&dir.join(case.json["input_image"]["file"].as_str().unwrap_or("input.png")), &Default::default()).unwrap();
+        let image = load_image(
+            &dir.join(case.json["input_image"]["file"].as_str().unwrap_or("input.png")),
+            &Default::default(),
+        )
+        .unwrap();
         let greedy = ids(&case, "generated_ids");
         let hf = ids(&case, "hf_generate_ids");
         let task = Task::Prompt(case.json["prompt"].as_str().unwrap().to_string());
@@ -36,14 +45,29 @@ fn every_case_end_to_end_gives_the_reference_ids() {
             let opts = RunOptions {
                 mode: mode_of(&case),
                 task: task.clone(),
-                generate: GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, ngram, ignore_eos: false },
+                generate: GenerateOptions {
+                    max_new_tokens: n,
+                    sampling: Sampling::Greedy,
+                    ngram,
+                    ignore_eos: false,
+                },
             };
-            engine.run_with(&image, &opts, Some(&mut |s: &str| streamed.push_str(s))).unwrap()
+            engine
+                .run_with(&image, &opts, Some(&mut |s: &str| streamed.push_str(s)))
+                .unwrap()
         };
         let mut streamed = String::new();
         let out = run(NgramGuard::Off, greedy.len(), &mut streamed);
-        assert_eq!(out.prompt_tokens, case.json["tokens"]["seq_len"].as_u64().unwrap() as usize, "{}", case.name());
-        assert_eq!(out.image_tokens, case.json["preprocessing"]["num_image_tokens"].as_u64().unwrap() as usize);
+        assert_eq!(
+            out.prompt_tokens,
+            case.json["tokens"]["seq_len"].as_u64().unwrap() as usize,
+            "{}",
+            case.name()
+        );
+        assert_eq!(
+            out.image_tokens,
+            case.json["preprocessing"]["num_image_tokens"].as_u64().unwrap() as usize
+        );
         assert_eq!(out.token_ids, greedy, "{}: greedy ids (n-gram guard off)", case.name());
         // Streaming deltas add up to the decoded text (up to the trimming of the final text).
         assert_eq!(streamed.trim(), out.text, "{}: streamed text", case.name());
@@ -51,8 +75,18 @@ fn every_case_end_to_end_gives_the_reference_ids() {
         let size = kw["no_repeat_ngram_size"].as_u64().unwrap() as usize;
         let n = kw["max_new_tokens"].as_u64().unwrap() as usize;
         let out = run(NgramGuard::Hf { size }, n, &mut String::new());
-        assert_eq!(out.token_ids, hf, "{}: HF generate ids (n-gram guard {size})", case.name());
-        eprintln!("{}: {} greedy ids and {} HF ids match", case.name(), greedy.len(), hf.len());
+        assert_eq!(
+            out.token_ids,
+            hf,
+            "{}: HF generate ids (n-gram guard {size})",
+            case.name()
+        );
+        eprintln!(
+            "{}: {} greedy ids and {} HF ids match",
+            case.name(),
+            greedy.len(),
+            hf.len()
+        );
     }
 }
 
@@ -67,7 +101,9 @@ fn default_task_and_streaming_api() {
     let image = load_image(&mini.join("portrait_tiny/input.png"), &Default::default()).unwrap();
     let a = engine.run(&image, &Task::Markdown).unwrap();
     let mut pieces = Vec::new();
-    let b = engine.run_streaming(&image, &Task::Markdown, &mut |s| pieces.push(s.to_string())).unwrap();
+    let b = engine
+        .run_streaming(&image, &Task::Markdown, &mut |s| pieces.push(s.to_string()))
+        .unwrap();
     assert_eq!(a.token_ids, b.token_ids);
     assert!(a.token_ids.len() <= 6 && !a.token_ids.is_empty());
     assert!(a.kv_cache_bytes > 0);
@@ -77,7 +113,10 @@ fn default_task_and_streaming_api() {
 fn memory_budget_is_enforced_before_the_page_runs() {
     let shared = shared_or_skip!();
     let mini = shared.join("golden/mini");
-    let opts = EngineOptions { memory_budget: Some(1 << 20), ..EngineOptions::default() };
+    let opts = EngineOptions {
+        memory_budget: Some(1 << 20),
+        ..EngineOptions::default()
+    };
     let engine = Engine::load(&mini, opts).unwrap();
     let image = load_image(&mini.join("portrait_tiny/input.png"), &Default::default()).unwrap();
     let e = engine.run(&image, &Task::Free).unwrap_err().to_string();
@@ -87,9 +126,15 @@ fn memory_budget_is_enforced_before_the_page_runs() {
 #[test]
 fn wrong_model_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let e = Engine::load(dir.path(), EngineOptions::default()).err().unwrap().to_string();
+    let e = Engine::load(dir.path(), EngineOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("config.json") && e.contains("hint"), "{e}");
-    let e = Engine::load(&dir.path().join("nope"), EngineOptions::default()).err().unwrap().to_string();
+    let e = Engine::load(&dir.path().join("nope"), EngineOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("not a folder"), "{e}");
 }
 
@@ -101,14 +146,27 @@ fn fast_precisions_run_and_hold_less_memory() {
     let case = common::Case::load(&mini.join("portrait_tiny"));
     let greedy = ids(&case, "generated_ids");
     let image = load_image(&mini.join("portrait_tiny/input.png"), &Default::default()).unwrap();
-    let f32_bytes = Engine::load(&mini, EngineOptions::default()).unwrap().resident_weights_bytes();
+    let f32_bytes = Engine::load(&mini, EngineOptions::default())
+        .unwrap()
+        .resident_weights_bytes();
     for precision in [Precision::Bf16, Precision::Int8] {
-        let engine = Engine::load(&mini, EngineOptions { precision, ..EngineOptions::default() }).unwrap();
+        let engine = Engine::load(
+            &mini,
+            EngineOptions {
+                precision,
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap();
         assert!(engine.resident_weights_bytes() < f32_bytes * 3 / 4, "{precision}");
         let opts = RunOptions {
             mode: Mode::TINY,
             task: Task::Prompt(case.json["prompt"].as_str().unwrap().to_string()),
-            generate: GenerateOptions { max_new_tokens: 8, ngram: NgramGuard::Off, ..GenerateOptions::default() },
+            generate: GenerateOptions {
+                max_new_tokens: 8,
+                ngram: NgramGuard::Off,
+                ..GenerateOptions::default()
+            },
         };
         let out = engine.run_with(&image, &opts, None).unwrap();
         // The first token has a wide margin in the golden (prefill); a fast mode must agree there.

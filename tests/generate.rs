@@ -21,10 +21,18 @@ struct Setup {
 fn setup(shared: &std::path::Path) -> Setup {
     let dir = shared.join("golden/mini");
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
-    let vb = Weights::from_model_dir(&dir).unwrap().var_builder(DType::F32, &Device::Cpu);
+    let vb = Weights::from_model_dir(&dir)
+        .unwrap()
+        .var_builder(DType::F32, &Device::Cpu);
     let model = DeepseekV2::load(vb, &cfg.lm).unwrap();
     let case = Case::load(&dir.join("portrait_tiny"));
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<u32>>();
+    let ids = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect::<Vec<u32>>()
+    };
     Setup {
         model,
         embeds: case.tensor("inputs_embeds").clone(),
@@ -44,7 +52,12 @@ fn run(s: &Setup, opts: &GenerateOptions, cache_len: usize, eos: u32, stop_after
 }
 
 fn opts(max_new_tokens: usize, sampling: Sampling, ngram: NgramGuard) -> GenerateOptions {
-    GenerateOptions { max_new_tokens, sampling, ngram, ignore_eos: false }
+    GenerateOptions {
+        max_new_tokens,
+        sampling,
+        ngram,
+        ignore_eos: false,
+    }
 }
 
 /// Brute-force ban sets, written from spec §9.2 independently of the library.
@@ -52,7 +65,11 @@ fn banned(guard: &NgramGuard, seq: &[u32], prompt_len: usize) -> Vec<u32> {
     let (hist, n, window, white): (&[u32], usize, usize, Vec<u32>) = match guard {
         NgramGuard::Off => return vec![],
         NgramGuard::Hf { size } => (seq, *size, usize::MAX, vec![]),
-        NgramGuard::Vllm { size, window, whitelist } => (&seq[prompt_len..], *size, *window, whitelist.clone()),
+        NgramGuard::Vllm {
+            size,
+            window,
+            whitelist,
+        } => (&seq[prompt_len..], *size, *window, whitelist.clone()),
     };
     let mut out = vec![];
     if hist.len() < n {
@@ -94,9 +111,30 @@ fn ngram_guards_match_an_independent_loop_and_change_the_output() {
     // size-3 guards must act, except a window of 5 that cannot see back that far.
     let guards = [
         (NgramGuard::Hf { size: 3 }, true),
-        (NgramGuard::Vllm { size: 3, window: 90, whitelist: vec![] }, true),
-        (NgramGuard::Vllm { size: 3, window: 90, whitelist: vec![3236, 1407, 1795] }, true),
-        (NgramGuard::Vllm { size: 3, window: 5, whitelist: vec![] }, false),
+        (
+            NgramGuard::Vllm {
+                size: 3,
+                window: 90,
+                whitelist: vec![],
+            },
+            true,
+        ),
+        (
+            NgramGuard::Vllm {
+                size: 3,
+                window: 90,
+                whitelist: vec![3236, 1407, 1795],
+            },
+            true,
+        ),
+        (
+            NgramGuard::Vllm {
+                size: 3,
+                window: 5,
+                whitelist: vec![],
+            },
+            false,
+        ),
     ];
     let mut outputs = vec![];
     for (g, changes) in &guards {
@@ -141,10 +179,21 @@ fn stop_conditions() {
 
     // Misuse is an error, not a panic.
     let mut cache = s.model.new_cache(len + 5).unwrap();
-    assert!(generate(&s.model, &s.embeds, &s.prompt[1..], &greedy(3), &mut cache, 1, &mut |_| true).is_err());
+    assert!(generate(
+        &s.model,
+        &s.embeds,
+        &s.prompt[1..],
+        &greedy(3),
+        &mut cache,
+        1,
+        &mut |_| true
+    )
+    .is_err());
     let mut small = s.model.new_cache(len - 1).unwrap();
     assert!(generate(&s.model, &s.embeds, &s.prompt, &greedy(3), &mut small, 1, &mut |_| true).is_err());
-    s.model.forward(&s.embeds.narrow(0, 0, 2).unwrap(), &mut cache, &mut Taps::off()).unwrap();
+    s.model
+        .forward(&s.embeds.narrow(0, 0, 2).unwrap(), &mut cache, &mut Taps::off())
+        .unwrap();
     assert!(generate(&s.model, &s.embeds, &s.prompt, &greedy(3), &mut cache, 1, &mut |_| true).is_err());
 }
 
@@ -153,7 +202,18 @@ fn sampling_is_reproducible_and_near_greedy_at_low_temperature() {
     let shared = shared_or_skip!();
     let s = setup(&shared);
     let len = s.prompt.len();
-    let sample = |seed, temperature| opts(12, Sampling::Sample { temperature, top_k: Some(50), top_p: Some(0.95), seed }, NgramGuard::Off);
+    let sample = |seed, temperature| {
+        opts(
+            12,
+            Sampling::Sample {
+                temperature,
+                top_k: Some(50),
+                top_p: Some(0.95),
+                seed,
+            },
+            NgramGuard::Off,
+        )
+    };
     let a = run(&s, &sample(7, 1.5), len + 12, 1, None);
     assert_eq!(a.ids, run(&s, &sample(7, 1.5), len + 12, 1, None).ids);
     assert_ne!(a.ids, run(&s, &sample(8, 1.5), len + 12, 1, None).ids);
@@ -166,7 +226,11 @@ fn sampling_is_reproducible_and_near_greedy_at_low_temperature() {
 fn text_stream_never_splits_characters() {
     let shared = shared_or_skip!();
     let tok = Tokenizer::from_model_dir(&shared.join("tokenizer")).unwrap();
-    for text in ["深度求索发布了光学上下文压缩模型，准确率约为97%。", "Café naïve — 😀 ✓", "<|ref|>title<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>\n# 标题"] {
+    for text in [
+        "深度求索发布了光学上下文压缩模型，准确率约为97%。",
+        "Café naïve — 😀 ✓",
+        "<|ref|>title<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>\n# 标题",
+    ] {
         let ids = tok.encode_plain(text).unwrap();
         let mut stream = TextStream::new(&tok);
         let mut out = String::new();

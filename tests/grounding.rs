@@ -33,20 +33,30 @@ fn label_spanning_lines_and_non_greedy() {
     // DOTALL and non-greedy: the label may hold a newline; each match stops at the first closer.
     let t = "<|ref|>two\nlines<|/ref|><|det|>[[0,0,1,1]]<|/det|>x<|ref|>b<|/ref|><|det|>[[2,2,3,3]]<|/det|>";
     let refs = parse_refs(t);
-    assert_eq!(refs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), ["two\nlines", "b"]);
+    assert_eq!(
+        refs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(),
+        ["two\nlines", "b"]
+    );
 }
 
 #[test]
 fn malformed_brackets_keep_good_boxes() {
     // A missing bracket, a triple and a word: only well-formed quadruples survive.
-    assert_eq!(parse_boxes("[[1, 2, 3, 4], [5, 6, 7], [a, 1, 2, 3], [9, 9, 9, 9]]"), vec![[1.0, 2.0, 3.0, 4.0], [9.0, 9.0, 9.0, 9.0]]);
+    assert_eq!(
+        parse_boxes("[[1, 2, 3, 4], [5, 6, 7], [a, 1, 2, 3], [9, 9, 9, 9]]"),
+        vec![[1.0, 2.0, 3.0, 4.0], [9.0, 9.0, 9.0, 9.0]]
+    );
     assert_eq!(parse_boxes("[[1, 2, 3, 4"), Vec::<[f64; 4]>::new());
     assert_eq!(parse_boxes("1, 2, 3, 4]]"), Vec::<[f64; 4]>::new());
     assert_eq!(parse_boxes("[[1, 2, 3, 4, 5]]"), Vec::<[f64; 4]>::new());
     assert_eq!(parse_boxes("[]"), Vec::<[f64; 4]>::new());
     assert_eq!(parse_boxes("[1.5, 2, 3e2, 4]"), vec![[1.5, 2.0, 300.0, 4.0]]);
     let refs = parse_refs("<|ref|>text<|/ref|><|det|>[[1, 2, 3]<|/det|>");
-    assert_eq!(refs.len(), 1, "a bad box list is still a match (it gets removed from the text)");
+    assert_eq!(
+        refs.len(),
+        1,
+        "a bad box list is still a match (it gets removed from the text)"
+    );
     assert!(refs[0].boxes.is_empty());
 }
 
@@ -75,8 +85,24 @@ fn missing_closing_tags_are_not_matches() {
 #[test]
 fn coordinates_to_pixels() {
     // int(x / 999 * W): 500/999*1000 = 500.5 -> 500; 999 -> W.
-    assert_eq!(to_pixels([0.0, 0.0, 999.0, 999.0], 850, 1100), PixelBox { x1: 0, y1: 0, x2: 850, y2: 1100 });
-    assert_eq!(to_pixels([500.0, 250.0, 750.0, 998.0], 1000, 600), PixelBox { x1: 500, y1: 150, x2: 750, y2: 599 });
+    assert_eq!(
+        to_pixels([0.0, 0.0, 999.0, 999.0], 850, 1100),
+        PixelBox {
+            x1: 0,
+            y1: 0,
+            x2: 850,
+            y2: 1100
+        }
+    );
+    assert_eq!(
+        to_pixels([500.0, 250.0, 750.0, 998.0], 1000, 600),
+        PixelBox {
+            x1: 500,
+            y1: 150,
+            x2: 750,
+            y2: 599
+        }
+    );
     // Python check: int(123/999*850) = 104, int(456/999*1100) = 502.
     assert_eq!(to_pixels([123.0, 456.0, 124.0, 457.0], 850, 1100).x1, 104);
     assert_eq!(to_pixels([123.0, 456.0, 124.0, 457.0], 850, 1100).y1, 502);
@@ -84,9 +110,25 @@ fn coordinates_to_pixels() {
 
 #[test]
 fn coordinates_out_of_range_are_clamped_and_ordered() {
-    assert_eq!(to_pixels([-50.0, -1.0, 5000.0, 1200.0], 640, 480), PixelBox { x1: 0, y1: 0, x2: 640, y2: 480 });
+    assert_eq!(
+        to_pixels([-50.0, -1.0, 5000.0, 1200.0], 640, 480),
+        PixelBox {
+            x1: 0,
+            y1: 0,
+            x2: 640,
+            y2: 480
+        }
+    );
     // Swapped corners are put in order.
-    assert_eq!(to_pixels([999.0, 999.0, 0.0, 0.0], 100, 100), PixelBox { x1: 0, y1: 0, x2: 100, y2: 100 });
+    assert_eq!(
+        to_pixels([999.0, 999.0, 0.0, 0.0], 100, 100),
+        PixelBox {
+            x1: 0,
+            y1: 0,
+            x2: 100,
+            y2: 100
+        }
+    );
 }
 
 #[test]
@@ -103,7 +145,10 @@ fn markdown_rewrite_official() {
     assert_eq!(r.image_refs.len(), 2);
     // Crops are numbered per box: the second image ref has two boxes -> crops 1 and 2.
     let jobs = crop_jobs(&r.image_refs);
-    assert_eq!(jobs.iter().map(|j| (j.crop_index, j.ref_index)).collect::<Vec<_>>(), [(0, 0), (1, 1), (2, 1)]);
+    assert_eq!(
+        jobs.iter().map(|j| (j.crop_index, j.ref_index)).collect::<Vec<_>>(),
+        [(0, 0), (1, 1), (2, 1)]
+    );
     assert_eq!(jobs[2].norm_box, [0.0, 500.0, 499.0, 999.0]);
 }
 
@@ -111,7 +156,10 @@ fn markdown_rewrite_official() {
 fn macro_replacement_needs_a_non_image_ref() {
     // Official quirk: the LaTeX replacements run inside the loop over non-image matches.
     let only_image = "<|ref|>image<|/ref|><|det|>[[0, 0, 9, 9]]<|/det|>\na \\coloneqq b";
-    assert_eq!(rewrite(only_image, "i/", false).markdown, "![](i/0.png)\n\na \\coloneqq b");
+    assert_eq!(
+        rewrite(only_image, "i/", false).markdown,
+        "![](i/0.png)\n\na \\coloneqq b"
+    );
     let none = "a \\coloneqq b";
     assert_eq!(rewrite(none, "i/", false).markdown, none);
 }
@@ -161,5 +209,8 @@ fn crops_match_pixel_boxes() {
     let p = to_pixels([333.0, 0.0, 666.0, 999.0], 300, 200);
     assert_eq!(c.dimensions(), (p.width(), p.height()));
     assert_eq!(*c.get_pixel(0, 0), *page.get_pixel(p.x1, p.y1));
-    assert!(boxes::crop(&page, [10.0, 10.0, 10.0, 50.0]).is_none(), "an empty box gives no crop");
+    assert!(
+        boxes::crop(&page, [10.0, 10.0, 10.0, 50.0]).is_none(),
+        "an empty box gives no crop"
+    );
 }

@@ -18,7 +18,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 /// A small image whose pixels are all different, so any misplacement shows.
 fn pattern(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| Rgb([(x * 40) as u8, (y * 50) as u8, (x * 7 + y * 13) as u8]))
+    RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 40) as u8, (y * 50) as u8, (x * 7 + y * 13) as u8])
+    })
 }
 
 /// A noisy image (for lossy encodings that must be large enough to truncate meaningfully).
@@ -41,11 +43,19 @@ fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
 /// and carrying a hint.
 fn assert_input_error(path: &Path, opts: &LoadOptions, needle: &str) {
     let err = match load_image(path, opts) {
-        Ok(img) => panic!("{}: expected an error, got a {}x{} image", path.display(), img.width(), img.height()),
+        Ok(img) => panic!(
+            "{}: expected an error, got a {}x{} image",
+            path.display(),
+            img.width(),
+            img.height()
+        ),
         Err(e) => e.to_string(),
     };
     eprintln!("{err}");
-    assert!(err.contains(&path.display().to_string()), "error does not name the file: {err}");
+    assert!(
+        err.contains(&path.display().to_string()),
+        "error does not name the file: {err}"
+    );
     assert!(err.contains("hint: "), "error has no hint: {err}");
     assert!(err.contains(needle), "error should mention `{needle}`: {err}");
 }
@@ -109,9 +119,15 @@ fn truncated_png() {
 fn over_the_pixel_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = write(dir.path(), "big.png", &encode(&pattern(100, 60), ImageFormat::Png));
-    let small = LoadOptions { limits: ImageLimits { max_pixels: 5_999 }, ..LoadOptions::default() };
+    let small = LoadOptions {
+        limits: ImageLimits { max_pixels: 5_999 },
+        ..LoadOptions::default()
+    };
     assert_input_error(&p, &small, "100×60 = 6000 pixels, over the limit of 5999");
-    let exact = LoadOptions { limits: ImageLimits { max_pixels: 6_000 }, ..LoadOptions::default() };
+    let exact = LoadOptions {
+        limits: ImageLimits { max_pixels: 6_000 },
+        ..LoadOptions::default()
+    };
     assert!(load_image(&p, &exact).is_ok());
 }
 
@@ -129,7 +145,11 @@ fn pixel_limit_is_checked_on_the_header() {
     png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x00, 0x00]));
     png.extend(chunk(b"IEND", &[]));
     let p = write(dir.path(), "bomb.png", &png);
-    assert_input_error(&p, &LoadOptions::default(), &format!("over the limit of {}", ImageLimits::DEFAULT_MAX_PIXELS));
+    assert_input_error(
+        &p,
+        &LoadOptions::default(),
+        &format!("over the limit of {}", ImageLimits::DEFAULT_MAX_PIXELS),
+    );
 }
 
 // ---------------------------------------------------------------- EXIF orientation
@@ -222,8 +242,12 @@ fn exif_orientation_all_eight_values_png() {
     }
     // Values outside 1..=8 and unreadable EXIF leave the image as stored.
     for block in [exif_block(0), exif_block(9), b"MM\0\x2a garbage".to_vec()] {
-        let img =
-            decode_image(&png_with_exif(&png, &block), Path::new("exif.png"), &LoadOptions::default()).expect("decode");
+        let img = decode_image(
+            &png_with_exif(&png, &block),
+            Path::new("exif.png"),
+            &LoadOptions::default(),
+        )
+        .expect("decode");
         assert_eq!(img, src);
     }
 }

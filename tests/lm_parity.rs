@@ -8,12 +8,16 @@ use common::{assert_close, max_abs_diff, Case};
 use deepseek_ocr::generate::{generate, GenerateOptions, NgramGuard, Sampling, StopReason};
 use deepseek_ocr::lm::{merge_image_embeddings, prompt_embeddings, DeepseekV2, LmOptions};
 use deepseek_ocr::nn::precision::Precision;
-use deepseek_ocr::text::PromptIds;
 use deepseek_ocr::nn::taps::Taps;
+use deepseek_ocr::text::PromptIds;
 use deepseek_ocr::{ModelConfig, Weights};
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().expect("id list").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("id list")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 fn load_model(shared: &std::path::Path) -> (ModelConfig, DeepseekV2) {
@@ -25,7 +29,10 @@ fn load_model_in(shared: &std::path::Path, precision: Precision) -> (ModelConfig
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
     let weights = Weights::from_model_dir(&dir).unwrap();
     let vb = weights.var_builder(DType::F32, &Device::Cpu);
-    let opts = LmOptions { precision, ..LmOptions::default() };
+    let opts = LmOptions {
+        precision,
+        ..LmOptions::default()
+    };
     let model = DeepseekV2::load_with(vb, &cfg.lm, &opts).unwrap();
     assert_eq!(model.precision(), precision);
     (cfg, model)
@@ -72,16 +79,22 @@ fn check_precision(precision: Precision, bounds: &Bounds) -> (f32, f32) {
         let mut cache = model.new_cache(embeds.dim(0).unwrap() + steps).unwrap();
         let last = model.forward(embeds, &mut cache, &mut Taps::off()).unwrap();
         let e_prefill = rel_l2(&last, case.tensor("prefill_logits_last"));
-        let mut greedy = vec![deepseek_ocr::generate::sampling::argmax(&last.to_vec1::<f32>().unwrap())];
+        let mut greedy = vec![deepseek_ocr::generate::sampling::argmax(
+            &last.to_vec1::<f32>().unwrap(),
+        )];
         let mut rows = Vec::with_capacity(steps);
         for &id in &generated[..steps] {
             let e = model.embed(&Tensor::new(&[id], &Device::Cpu).unwrap()).unwrap();
             let logits = model.forward(&e, &mut cache, &mut Taps::off()).unwrap();
-            greedy.push(deepseek_ocr::generate::sampling::argmax(&logits.to_vec1::<f32>().unwrap()));
+            greedy.push(deepseek_ocr::generate::sampling::argmax(
+                &logits.to_vec1::<f32>().unwrap(),
+            ));
             rows.push(logits);
         }
         let golden_rows = case.tensor("decode_logits");
-        let mut e_rows: Vec<f32> = (0..steps).map(|i| rel_l2(&rows[i], &golden_rows.get(i).unwrap())).collect();
+        let mut e_rows: Vec<f32> = (0..steps)
+            .map(|i| rel_l2(&rows[i], &golden_rows.get(i).unwrap()))
+            .collect();
         e_rows.sort_by(f32::total_cmp);
         let (e_median, e_max) = (e_rows[steps / 2], e_rows[steps - 1]);
         let hits = greedy.iter().zip(&generated).filter(|(a, b)| a == b).count();
@@ -89,16 +102,29 @@ fn check_precision(precision: Precision, bounds: &Bounds) -> (f32, f32) {
             "{precision} {name}: logits rel L2: prefill {e_prefill:.2e}, decode median {e_median:.2e} max {e_max:.2e}; top-1 {hits}/{}",
             greedy.len()
         );
-        assert!(e_prefill <= bounds.prefill_rel, "{precision} {name}: prefill logits rel error {e_prefill:e}");
-        assert!(e_median <= bounds.decode_median_rel, "{precision} {name}: decode median rel error {e_median:e}");
-        assert!(e_max <= bounds.decode_max_rel, "{precision} {name}: worst decode row rel error {e_max:e}");
+        assert!(
+            e_prefill <= bounds.prefill_rel,
+            "{precision} {name}: prefill logits rel error {e_prefill:e}"
+        );
+        assert!(
+            e_median <= bounds.decode_median_rel,
+            "{precision} {name}: decode median rel error {e_median:e}"
+        );
+        assert!(
+            e_max <= bounds.decode_max_rel,
+            "{precision} {name}: worst decode row rel error {e_max:e}"
+        );
         worst = worst.max(e_prefill).max(e_max);
         agree += hits;
         total += greedy.len();
     }
     let rate = agree as f32 / total.max(1) as f32;
     eprintln!("{precision}: worst logits rel {worst:.2e}, top-1 agreement {agree}/{total} = {rate:.3}");
-    assert!(rate >= bounds.min_top1, "{precision}: top-1 agreement {rate} < {}", bounds.min_top1);
+    assert!(
+        rate >= bounds.min_top1,
+        "{precision}: top-1 agreement {rate} < {}",
+        bounds.min_top1
+    );
     (worst, rate)
 }
 
@@ -125,15 +151,26 @@ fn prefill_decode_and_greedy_match_goldens() {
 
         // Embedding merge: token embeddings + image embeddings at the masked positions.
         let input_ids = ids(&case.json["tokens"]["input_ids"]);
-        let mask: Vec<bool> = ids(&case.json["tokens"]["images_seq_mask"]).iter().map(|&m| m != 0).collect();
-        let text = model.embed(&Tensor::new(input_ids.as_slice(), &Device::Cpu).unwrap()).unwrap();
+        let mask: Vec<bool> = ids(&case.json["tokens"]["images_seq_mask"])
+            .iter()
+            .map(|&m| m != 0)
+            .collect();
+        let text = model
+            .embed(&Tensor::new(input_ids.as_slice(), &Device::Cpu).unwrap())
+            .unwrap();
         let merged = merge_image_embeddings(&text, &mask, case.tensor("image_embeds")).unwrap();
         assert_close(&case, "inputs_embeds", &merged);
-        let prompt = PromptIds { ids: input_ids.clone(), image_mask: mask.clone() };
+        let prompt = PromptIds {
+            ids: input_ids.clone(),
+            image_mask: mask.clone(),
+        };
         let via_prompt = prompt_embeddings(&model, &prompt, Some(case.tensor("image_embeds"))).unwrap();
         assert_eq!(max_abs_diff(&via_prompt, &merged), 0.0);
         // A count mismatch or missing image embeddings is an error, not a panic.
-        let short = case.tensor("image_embeds").narrow(0, 1, mask.iter().filter(|&&m| m).count() - 1).unwrap();
+        let short = case
+            .tensor("image_embeds")
+            .narrow(0, 1, mask.iter().filter(|&&m| m).count() - 1)
+            .unwrap();
         assert!(merge_image_embeddings(&text, &mask, &short).is_err());
         assert!(prompt_embeddings(&model, &prompt, None).is_err());
 
@@ -142,13 +179,23 @@ fn prefill_decode_and_greedy_match_goldens() {
         let mut taps = Taps::recording();
         let last = model.forward(embeds, &mut cache, &mut taps).unwrap();
         assert_eq!(cache.len(), seq);
-        for t in ["layer0_out", "layer1_out", "moe_l1_topk_weight", "final_hidden", "prefill_logits_max"] {
+        for t in [
+            "layer0_out",
+            "layer1_out",
+            "moe_l1_topk_weight",
+            "final_hidden",
+            "prefill_logits_max",
+        ] {
             assert_close(&case, t, taps.get(t).unwrap_or_else(|| panic!("tap {t}")));
         }
         assert_close(&case, "prefill_logits_last", &last);
         assert_eq!(max_abs_diff(&last, taps.get("prefill_logits_last").unwrap()), 0.0);
         if case.tensors.contains_key("prefill_logits") {
-            assert_close(&case, "prefill_logits", taps.get("prefill_logits").expect("prefill_logits tap"));
+            assert_close(
+                &case,
+                "prefill_logits",
+                taps.get("prefill_logits").expect("prefill_logits tap"),
+            );
         }
         let topk_idx: Vec<Vec<u32>> = taps.get("moe_l1_topk_idx").unwrap().to_vec2().unwrap();
         let golden_idx: Vec<Vec<u32>> = lm["moe_l1_topk_idx"].as_array().unwrap().iter().map(ids).collect();
@@ -158,11 +205,15 @@ fn prefill_decode_and_greedy_match_goldens() {
 
         // Teacher-forced decode with the reference's own greedy ids.
         let mut rows = Vec::with_capacity(steps);
-        let mut greedy = vec![deepseek_ocr::generate::sampling::argmax(&last.to_vec1::<f32>().unwrap())];
+        let mut greedy = vec![deepseek_ocr::generate::sampling::argmax(
+            &last.to_vec1::<f32>().unwrap(),
+        )];
         for &id in &generated[..steps] {
             let e = model.embed(&Tensor::new(&[id], &Device::Cpu).unwrap()).unwrap();
             let logits = model.forward(&e, &mut cache, &mut Taps::off()).unwrap();
-            greedy.push(deepseek_ocr::generate::sampling::argmax(&logits.to_vec1::<f32>().unwrap()));
+            greedy.push(deepseek_ocr::generate::sampling::argmax(
+                &logits.to_vec1::<f32>().unwrap(),
+            ));
             rows.push(logits);
         }
         assert_eq!(cache.len(), seq + steps);
@@ -173,7 +224,12 @@ fn prefill_decode_and_greedy_match_goldens() {
         let prompt = input_ids.as_slice();
         let n_new = generated.len();
         let run = |ngram: NgramGuard| {
-            let opts = GenerateOptions { max_new_tokens: n_new, sampling: Sampling::Greedy, ngram, ignore_eos: false };
+            let opts = GenerateOptions {
+                max_new_tokens: n_new,
+                sampling: Sampling::Greedy,
+                ngram,
+                ignore_eos: false,
+            };
             let mut cache = model.new_cache(seq + n_new).unwrap();
             let mut seen = Vec::new();
             let g = generate(&model, embeds, prompt, &opts, &mut cache, cfg.tokens.eos, &mut |t| {
@@ -192,7 +248,11 @@ fn prefill_decode_and_greedy_match_goldens() {
         let hf = run(NgramGuard::Hf { size });
         let hf_ids = ids(&lm["hf_generate_ids"]);
         assert_eq!(hf.ids, hf_ids, "{name}: generate() with the HF guard");
-        let expect_stop = if hf_ids.last() == Some(&cfg.tokens.eos) { StopReason::Eos } else { StopReason::MaxNewTokens };
+        let expect_stop = if hf_ids.last() == Some(&cfg.tokens.eos) {
+            StopReason::Eos
+        } else {
+            StopReason::MaxNewTokens
+        };
         assert_eq!(hf.stop, expect_stop);
         eprintln!("{name}: ids ok ({} greedy, {} hf)", generated.len(), hf_ids.len());
     }
@@ -210,8 +270,16 @@ fn split_and_chunked_prefill_match_goldens() {
     let seq = embeds.dim(0).unwrap();
     let mut cache = model.new_cache(seq).unwrap();
     let split = seq / 2;
-    model.forward(&embeds.narrow(0, 0, split).unwrap(), &mut cache, &mut Taps::off()).unwrap();
-    let last = model.forward(&embeds.narrow(0, split, seq - split).unwrap(), &mut cache, &mut Taps::off()).unwrap();
+    model
+        .forward(&embeds.narrow(0, 0, split).unwrap(), &mut cache, &mut Taps::off())
+        .unwrap();
+    let last = model
+        .forward(
+            &embeds.narrow(0, split, seq - split).unwrap(),
+            &mut cache,
+            &mut Taps::off(),
+        )
+        .unwrap();
     let d = max_abs_diff(&last, case.tensor("prefill_logits_last"));
     assert!(d <= case.atol("prefill_logits_last"), "split prefill: {d}");
     // Query chunks of 7 rows (4 heads × 7 rows × ≤ 82 keys) give the same logits.
@@ -220,7 +288,13 @@ fn split_and_chunked_prefill_match_goldens() {
     let mut c2 = chunked.new_cache(seq).unwrap();
     let mut taps = Taps::recording();
     chunked.forward(embeds, &mut c2, &mut taps).unwrap();
-    for t in ["layer0_out", "layer1_out", "final_hidden", "prefill_logits_last", "prefill_logits"] {
+    for t in [
+        "layer0_out",
+        "layer1_out",
+        "final_hidden",
+        "prefill_logits_last",
+        "prefill_logits",
+    ] {
         assert_close(&case, t, taps.get(t).unwrap());
     }
     // The cache is full now: one more position is an error, not a panic or a regrowth.
@@ -245,7 +319,12 @@ fn split_and_chunked_prefill_match_goldens() {
 fn bf16_tracks_goldens() {
     check_precision(
         Precision::Bf16,
-        &Bounds { prefill_rel: 1e-2, decode_median_rel: 1e-2, decode_max_rel: 0.2, min_top1: 0.95 },
+        &Bounds {
+            prefill_rel: 1e-2,
+            decode_median_rel: 1e-2,
+            decode_max_rel: 0.2,
+            min_top1: 0.95,
+        },
     );
 }
 
@@ -253,6 +332,11 @@ fn bf16_tracks_goldens() {
 fn int8_tracks_goldens() {
     check_precision(
         Precision::Int8,
-        &Bounds { prefill_rel: 6e-2, decode_median_rel: 6e-2, decode_max_rel: 0.2, min_top1: 0.9 },
+        &Bounds {
+            prefill_rel: 6e-2,
+            decode_median_rel: 6e-2,
+            decode_max_rel: 0.2,
+            min_top1: 0.9,
+        },
     );
 }

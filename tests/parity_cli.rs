@@ -30,7 +30,13 @@ fn every_shared_case_passes_and_dump_matches_golden_names() {
     }
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("dump.safetensors");
-    let out = dsocr().args(["debug", "parity"]).arg(&cases[0]).arg("--dump").arg(&dump).output().unwrap();
+    let out = dsocr()
+        .args(["debug", "parity"])
+        .arg(&cases[0])
+        .arg("--dump")
+        .arg(&dump)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let ours = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
     let golden = candle_core::safetensors::load(cases[0].join("golden.safetensors"), &Device::Cpu).unwrap();
@@ -54,15 +60,31 @@ fn tampered_case_fails_loudly() {
         std::fs::copy(src.join(f), case.join(f)).unwrap();
     }
     let mut tensors: HashMap<String, Tensor> =
-        candle_core::safetensors::load(src.join("golden.safetensors"), &Device::Cpu).unwrap().into_iter().collect();
+        candle_core::safetensors::load(src.join("golden.safetensors"), &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .collect();
     let s = tensors["sam_global"].clone();
     tensors.insert("sam_global".into(), (s + 1e-3).unwrap());
-    tensors.insert("dbg_future_stage".into(), Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "dbg_future_stage".into(),
+        Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
     candle_core::safetensors::save(&tensors, case.join("golden.safetensors")).unwrap();
     let out = dsocr().args(["debug", "parity"]).arg(&case).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
-    assert!(text.lines().any(|l| l.contains("sam_global") && l.contains("FAIL")), "{text}");
-    assert!(text.lines().any(|l| l.contains("dbg_future_stage") && l.contains("not implemented")), "{text}");
-    assert!(text.lines().any(|l| l.contains("clip_global") && l.contains("PASS")), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("sam_global") && l.contains("FAIL")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("dbg_future_stage") && l.contains("not implemented")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("clip_global") && l.contains("PASS")),
+        "{text}"
+    );
 }

@@ -49,7 +49,11 @@ fn page_ranges_parse() {
     let r: PageRanges = " 5- , 2".parse().unwrap();
     assert_eq!(r.resolve(6, Path::new("x.pdf")).unwrap(), vec![1, 4, 5]);
     let r: PageRanges = "3,1-3".parse().unwrap();
-    assert_eq!(r.resolve(3, Path::new("x.pdf")).unwrap(), vec![0, 1, 2], "sorted, no duplicates");
+    assert_eq!(
+        r.resolve(3, Path::new("x.pdf")).unwrap(),
+        vec![0, 1, 2],
+        "sorted, no duplicates"
+    );
     assert!("1-".parse::<PageRanges>().is_ok(), "open-ended range");
     for bad in ["", "0", "a", "3-1", "1,,2", "-2", "1-b", "2-0"] {
         assert!(bad.parse::<PageRanges>().is_err(), "`{bad}` should not parse");
@@ -62,7 +66,10 @@ fn page_range_outside_document() {
     let e = r.resolve(3, Path::new("doc.pdf")).unwrap_err();
     assert!(matches!(e, Error::Input { .. }));
     let msg = e.to_string();
-    assert!(msg.contains("outside the document") && msg.contains("3 pages") && msg.contains("hint:"), "{msg}");
+    assert!(
+        msg.contains("outside the document") && msg.contains("3 pages") && msg.contains("hint:"),
+        "{msg}"
+    );
     let r: PageRanges = "9".parse().unwrap();
     assert!(r.resolve(3, Path::new("doc.pdf")).is_err());
 }
@@ -85,11 +92,19 @@ fn renders_pages_of_a_multi_page_pdf() {
     assert_eq!(p0.get_pixel(10, 10).0, [255, 255, 255]);
     assert_eq!(p0.get_pixel(150, 1584 - 2 * 700 - 10).0, [0, 0, 0]);
     // Page 3's bar is wider than page 1's.
-    let bar_end = |img: &image::RgbImage, y: u32| (0..img.width()).rev().find(|&x| img.get_pixel(x, y).0 == [0, 0, 0]).unwrap();
+    let bar_end = |img: &image::RgbImage, y: u32| {
+        (0..img.width())
+            .rev()
+            .find(|&x| img.get_pixel(x, y).0 == [0, 0, 0])
+            .unwrap()
+    };
     assert!(bar_end(&p2, 792 - 700 - 5) > bar_end(&doc.render(0, 72.0).unwrap(), 792 - 700 - 5));
     // Text was rendered (dark pixels around "Page 1" at y = 600 pt from the bottom).
     let text_row = 1584 - 2 * 600 - 10;
-    assert!((144..600).any(|x| p0.get_pixel(x, text_row).0[0] < 128), "no text pixels");
+    assert!(
+        (144..600).any(|x| p0.get_pixel(x, text_row).0[0] < 128),
+        "no text pixels"
+    );
     let e = doc.render(3, DEFAULT_DPI).unwrap_err().to_string();
     assert!(e.contains("page 4 does not exist"), "{e}");
 }
@@ -111,11 +126,18 @@ fn corrupt_and_empty_pdfs_are_clear_errors() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lib = pdfium_or_skip!();
     let tmp = tempfile::tempdir().unwrap();
-    for (name, bytes) in [("corrupt.pdf", minipdf::corrupt_pdf()), ("empty.pdf", Vec::new()), ("text.pdf", b"hello".to_vec())] {
+    for (name, bytes) in [
+        ("corrupt.pdf", minipdf::corrupt_pdf()),
+        ("empty.pdf", Vec::new()),
+        ("text.pdf", b"hello".to_vec()),
+    ] {
         let path = write_temp(tmp.path(), name, &bytes);
         let e = lib.open(&path).err().unwrap_or_else(|| panic!("{name} must not open"));
         let msg = e.to_string();
-        assert!(msg.contains("not a readable PDF") && msg.contains("hint:"), "{name}: {msg}");
+        assert!(
+            msg.contains("not a readable PDF") && msg.contains("hint:"),
+            "{name}: {msg}"
+        );
     }
     let e = lib.open(&tmp.path().join("missing.pdf")).err().expect("missing file");
     assert!(e.to_string().contains("no such file"));
@@ -125,7 +147,9 @@ fn corrupt_and_empty_pdfs_are_clear_errors() {
 fn explicit_pdfium_folder_without_library_is_an_error() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let e = PdfLibrary::load(Some(tmp.path())).err().expect("no library in an empty folder");
+    let e = PdfLibrary::load(Some(tmp.path()))
+        .err()
+        .expect("no library in an empty folder");
     assert!(e.to_string().contains("libpdfium not found"), "{e}");
 }
 
@@ -147,15 +171,31 @@ fn memory_does_not_grow_with_page_count() {
     // keeping 20 of them would add over 100 MB.
     let mut checksum = 0u64;
     for p in 0..2 {
-        checksum += doc.render(p, DEFAULT_DPI).unwrap().as_raw().iter().map(|&v| v as u64).sum::<u64>();
+        checksum += doc
+            .render(p, DEFAULT_DPI)
+            .unwrap()
+            .as_raw()
+            .iter()
+            .map(|&v| v as u64)
+            .sum::<u64>();
     }
     let after_two = rss_kib();
     for p in 2..22 {
-        checksum += doc.render(p, DEFAULT_DPI).unwrap().as_raw().iter().map(|&v| v as u64).sum::<u64>();
+        checksum += doc
+            .render(p, DEFAULT_DPI)
+            .unwrap()
+            .as_raw()
+            .iter()
+            .map(|&v| v as u64)
+            .sum::<u64>();
     }
     let after_twenty_two = rss_kib();
     assert!(checksum > 0);
     let growth_mib = after_twenty_two.saturating_sub(after_two) as f64 / 1024.0;
-    eprintln!("RSS after 2 pages: {} MiB, after 22: {} MiB, growth {growth_mib:.1} MiB", after_two / 1024, after_twenty_two / 1024);
+    eprintln!(
+        "RSS after 2 pages: {} MiB, after 22: {} MiB, growth {growth_mib:.1} MiB",
+        after_two / 1024,
+        after_twenty_two / 1024
+    );
     assert!(growth_mib < 30.0, "RSS grew by {growth_mib:.1} MiB over 20 more pages");
 }

@@ -29,7 +29,9 @@ fn json(path: &Path) -> Value {
 }
 
 fn png(path: &Path) -> RgbImage {
-    image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -37,13 +39,21 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn pillow() -> LoadOptions {
-    LoadOptions { bits16: Bits16::PillowClamp, ..LoadOptions::default() }
+    LoadOptions {
+        bits16: Bits16::PillowClamp,
+        ..LoadOptions::default()
+    }
 }
 
 fn mode_of(m: &Value) -> Mode {
     let u = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("mode.{k}")) as usize;
     let crop = m["crop_mode"].as_bool().expect("mode.crop_mode");
-    Mode { base_size: u("base_size"), image_size: u("image_size"), crop, max_tiles: 9 }
+    Mode {
+        base_size: u("base_size"),
+        image_size: u("image_size"),
+        crop,
+        max_tiles: 9,
+    }
 }
 
 /// (max |diff|, number of differing values) of two same-sized images.
@@ -73,8 +83,12 @@ fn inputs(shared: &Path) -> Vec<Input> {
     let mut out = Vec::new();
     for i in list {
         let s = |v: &Value| v.as_str().expect("string field").to_string();
-        let mut cases: Vec<(String, PathBuf)> =
-            i["cases"].as_object().expect("cases").iter().map(|(m, c)| (m.clone(), root.join(s(&c["dir"])))).collect();
+        let mut cases: Vec<(String, PathBuf)> = i["cases"]
+            .as_object()
+            .expect("cases")
+            .iter()
+            .map(|(m, c)| (m.clone(), root.join(s(&c["dir"]))))
+            .collect();
         cases.sort();
         // Every case folder on disk is in the index, and the other way round.
         let folder = root.join(s(&i["name"]));
@@ -122,7 +136,9 @@ fn f32_hash(view: &RgbImage) -> String {
 
 /// Views of a case in order: global first, then tiles.
 fn golden_views(case: &Path, g: &Value) -> Vec<RgbImage> {
-    let mut v = vec![png(&case.join(g["global_view"]["file"].as_str().expect("global_view.file")))];
+    let mut v = vec![png(
+        &case.join(g["global_view"]["file"].as_str().expect("global_view.file"))
+    )];
     for t in g["tiles"].as_array().expect("tiles") {
         v.push(png(&case.join(t["file"].as_str().expect("tile file"))));
     }
@@ -138,13 +154,22 @@ fn decoding_matches_the_reference() {
     let shared = shared_or_skip!();
     for input in inputs(&shared) {
         let golden = png(&input.decoded);
-        assert_eq!(hex(golden.as_raw()), input.decoded_sha, "{}: golden decode hash", input.name);
+        assert_eq!(
+            hex(golden.as_raw()),
+            input.decoded_sha,
+            "{}: golden decode hash",
+            input.name
+        );
         let ours = load_image(&input.file, &pillow()).unwrap_or_else(|e| panic!("{}: {e}", input.name));
         let (max, n) = diff(&ours, &golden);
         let frac = n as f64 / golden.as_raw().len() as f64;
         eprintln!("{}: decode max |diff| {max}, {:.4} % differ", input.name, 100.0 * frac);
         match input.format.as_str() {
-            "JPEG" => assert!(max <= JPEG_MAX_DIFF && frac < JPEG_MAX_FRAC, "{}: JPEG decode out of bound", input.name),
+            "JPEG" => assert!(
+                max <= JPEG_MAX_DIFF && frac < JPEG_MAX_FRAC,
+                "{}: JPEG decode out of bound",
+                input.name
+            ),
             _ => assert_eq!(max, 0, "{}: lossless decode must be exact", input.name),
         }
     }
@@ -162,8 +187,15 @@ fn sixteen_bit_gray_scales_by_default_and_clamps_for_pillow() {
     // ... while scaling keeps the grey levels: the file holds 8-bit gray × 257, so scaling
     // recovers the 8-bit gray exactly, and it is everywhere ≤ the clamped value.
     let greys = scale.as_raw().iter().filter(|&&v| v != 0 && v != 255).count();
-    assert!(greys > scale.as_raw().len() / 100, "scaled decode should keep grey levels");
-    assert!(scale.as_raw().iter().zip(clamp.as_raw()).all(|(s, c)| s <= c && (*s == 0) == (*c == 0)));
+    assert!(
+        greys > scale.as_raw().len() / 100,
+        "scaled decode should keep grey levels"
+    );
+    assert!(scale
+        .as_raw()
+        .iter()
+        .zip(clamp.as_raw())
+        .all(|(s, c)| s <= c && (*s == 0) == (*c == 0)));
     let (max, n) = diff(&scale, &clamp);
     eprintln!("gray16_png: Scale vs PillowClamp max |diff| {max}, {n} values differ");
 }
@@ -190,7 +222,12 @@ fn views_from_decoded_rgb_are_exact() {
             assert_eq!(p.grid, want_grid, "{name}: grid");
             assert_eq!(
                 vec![p.grid.0 as u64, p.grid.1 as u64],
-                g["images_spatial_crop"].as_array().expect("isc").iter().filter_map(Value::as_u64).collect::<Vec<_>>(),
+                g["images_spatial_crop"]
+                    .as_array()
+                    .expect("isc")
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .collect::<Vec<_>>(),
                 "{name}: images_spatial_crop"
             );
             assert_eq!(
@@ -198,11 +235,20 @@ fn views_from_decoded_rgb_are_exact() {
                 g["num_image_tokens"].as_u64().expect("tokens"),
                 "{name}: num_image_tokens"
             );
-            assert_eq!(p.tiles.len() as u64, g["tiling"]["n_tiles"].as_u64().expect("n_tiles"), "{name}: n_tiles");
+            assert_eq!(
+                p.tiles.len() as u64,
+                g["tiling"]["n_tiles"].as_u64().expect("n_tiles"),
+                "{name}: n_tiles"
+            );
 
             // Pad geometry.
             let geo = &g["global_view_geometry"];
-            let pair = |v: &Value| (v[0].as_u64().unwrap_or(u64::MAX) as u32, v[1].as_u64().unwrap_or(u64::MAX) as u32);
+            let pair = |v: &Value| {
+                (
+                    v[0].as_u64().unwrap_or(u64::MAX) as u32,
+                    v[1].as_u64().unwrap_or(u64::MAX) as u32,
+                )
+            };
             match global_geometry(mode, decoded.width(), decoded.height()) {
                 GlobalGeometry::Squash { .. } => assert_eq!(geo["kind"], "squash", "{name}"),
                 GlobalGeometry::Pad(pg) => {
@@ -216,15 +262,20 @@ fn views_from_decoded_rgb_are_exact() {
             let want = golden_views(case, &g);
             let ours = our_views(&p);
             assert_eq!(ours.len(), want.len(), "{name}: number of views");
-            let meta: Vec<&Value> =
-                std::iter::once(&g["global_view"]).chain(g["tiles"].as_array().expect("tiles")).collect();
+            let meta: Vec<&Value> = std::iter::once(&g["global_view"])
+                .chain(g["tiles"].as_array().expect("tiles"))
+                .collect();
             for (k, ((o, w), m)) in ours.iter().zip(&want).zip(meta).enumerate() {
                 assert_eq!(o.dimensions(), w.dimensions(), "{name}: view {k} size");
                 let (max, n) = diff(o, w);
                 assert_eq!((max, n), (0, 0), "{name}: view {k} differs (max {max}, {n} values)");
                 assert_eq!(hex(o.as_raw()), m["sha256_u8_rgb_hwc"], "{name}: view {k} u8 hash");
                 assert_eq!(f32_hash(o), m["sha256_f32_normalised_chw"], "{name}: view {k} f32 hash");
-                assert_eq!(bf16_hash(o), m["sha256_bf16_model_input_as_f32_chw"], "{name}: view {k} bf16 hash");
+                assert_eq!(
+                    bf16_hash(o),
+                    m["sha256_bf16_model_input_as_f32_chw"],
+                    "{name}: view {k} bf16 hash"
+                );
             }
             cases += 1;
         }
@@ -253,9 +304,15 @@ fn views_from_original_files_within_bounds() {
                 total += w.as_raw().len();
             }
             let frac = n as f64 / total as f64;
-            eprintln!("{name}: views from the file: max |diff| {max}, {:.4} % differ", 100.0 * frac);
+            eprintln!(
+                "{name}: views from the file: max |diff| {max}, {:.4} % differ",
+                100.0 * frac
+            );
             if input.format == "JPEG" {
-                assert!(max <= JPEG_MAX_DIFF && frac < JPEG_MAX_FRAC, "{name}: views out of the JPEG bound");
+                assert!(
+                    max <= JPEG_MAX_DIFF && frac < JPEG_MAX_FRAC,
+                    "{name}: views out of the JPEG bound"
+                );
             } else {
                 assert_eq!(max, 0, "{name}: views from a lossless file must be exact");
             }
@@ -267,7 +324,10 @@ fn views_from_original_files_within_bounds() {
 fn mini_golden_cases_preprocess_exactly() {
     let shared = shared_or_skip!();
     for dir in common::golden_cases(&shared) {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let g = json(&dir.join("golden.json"));
         let pre = &g["preprocessing"];
         let page = load_image(&dir.join("input.png"), &pillow()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -276,12 +336,20 @@ fn mini_golden_cases_preprocess_exactly() {
         let grid = &pre["tile_grid"];
         assert_eq!(
             p.grid,
-            (grid["width_tiles"].as_u64().unwrap_or(0) as usize, grid["height_tiles"].as_u64().unwrap_or(0) as usize),
+            (
+                grid["width_tiles"].as_u64().unwrap_or(0) as usize,
+                grid["height_tiles"].as_u64().unwrap_or(0) as usize
+            ),
             "{name}: grid"
         );
         assert_eq!(
             vec![p.grid.0 as u64, p.grid.1 as u64],
-            pre["images_spatial_crop"].as_array().expect("isc").iter().filter_map(Value::as_u64).collect::<Vec<_>>(),
+            pre["images_spatial_crop"]
+                .as_array()
+                .expect("isc")
+                .iter()
+                .filter_map(Value::as_u64)
+                .collect::<Vec<_>>(),
             "{name}: images_spatial_crop"
         );
         assert_eq!(
@@ -302,9 +370,17 @@ fn mini_golden_cases_preprocess_exactly() {
         for (k, (tile, c)) in p.tiles.iter().zip(crops).enumerate() {
             let want = png(&dir.join(c["file"].as_str().expect("crop file")));
             assert_eq!(diff(tile, &want), (0, 0), "{name}: tile {k}");
-            assert_eq!(bf16_hash(tile), c["sha256_model_input_bf16_as_f32"], "{name}: tile {k} bf16 hash");
+            assert_eq!(
+                bf16_hash(tile),
+                c["sha256_model_input_bf16_as_f32"],
+                "{name}: tile {k} bf16 hash"
+            );
         }
-        eprintln!("{name}: global + {} tiles exact, {} image tokens", p.tiles.len(), p.num_image_tokens);
+        eprintln!(
+            "{name}: global + {} tiles exact, {} image tokens",
+            p.tiles.len(),
+            p.num_image_tokens
+        );
     }
 }
 
@@ -325,18 +401,32 @@ fn debug_preprocess_command_writes_the_golden_views() {
     let report = json(&out.path().join("preprocess.json"));
     assert_eq!(report["num_image_tokens"], g["num_image_tokens"]);
     assert_eq!(report["tile_grid"], g["tiling"]["tile_grid"]);
-    assert_eq!(report["global_view_geometry"]["offset_xy"], g["global_view_geometry"]["offset_xy"]);
-    assert_eq!(report["global_view_geometry"]["resized_wh"], g["global_view_geometry"]["resized_wh"]);
+    assert_eq!(
+        report["global_view_geometry"]["offset_xy"],
+        g["global_view_geometry"]["offset_xy"]
+    );
+    assert_eq!(
+        report["global_view_geometry"]["resized_wh"],
+        g["global_view_geometry"]["resized_wh"]
+    );
     assert_eq!(
         png(&out.path().join("decoded_rgb.png")),
         png(&shared.join("golden-preprocess/gray16_png/decoded_rgb.png"))
     );
     for (k, want) in golden_views(&case, &g).iter().enumerate() {
-        let name = if k == 0 { "global_view.png".to_string() } else { format!("tile_{:02}.png", k - 1) };
+        let name = if k == 0 {
+            "global_view.png".to_string()
+        } else {
+            format!("tile_{:02}.png", k - 1)
+        };
         assert_eq!(&png(&out.path().join(&name)), want, "{name}");
     }
     // A missing input is an error, not a panic.
-    let bad =
-        Args { image: out.path().join("missing.png"), mode: Mode::GUNDAM, out: out.path().join("x"), compat: None };
+    let bad = Args {
+        image: out.path().join("missing.png"),
+        mode: Mode::GUNDAM,
+        out: out.path().join("x"),
+        compat: None,
+    };
     assert!(run(bad).is_err());
 }

@@ -60,11 +60,17 @@ fn case_views(case: &Case) -> (Tensor, Option<Tensor>) {
     let mut crop_paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("view_crop_")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("view_crop_"))
+        })
         .collect();
     crop_paths.sort();
     let crops: Vec<image::RgbImage> = crop_paths.iter().map(|p| read_png(p)).collect();
-    assert_eq!(crops.len(), case.json["preprocessing"]["n_local_crops"].as_u64().unwrap() as usize);
+    assert_eq!(
+        crops.len(),
+        case.json["preprocessing"]["n_local_crops"].as_u64().unwrap() as usize
+    );
     let tiles = if crops.is_empty() {
         None
     } else {
@@ -76,7 +82,15 @@ fn case_views(case: &Case) -> (Tensor, Option<Tensor>) {
 /// `max|a − g| / max|g|`: the error relative to the tensor's scale, the measure for the
 /// reduced precisions (an elementwise absolute tolerance made for f32 does not apply).
 fn relative_error(actual: &Tensor, golden: &Tensor) -> f32 {
-    let scale = golden.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let scale = golden
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(scale > 0.0, "golden tensor is all zeros");
     max_abs_diff(actual, golden) / scale
 }
@@ -91,21 +105,36 @@ fn check_precision(precision: Precision, bound: f32) {
         let case = Case::load(&dir);
         let (global, tiles) = case_views(&case);
         let mut taps = Taps::recording();
-        let seq = enc.encode(&global, tiles.as_ref(), tile_grid(&case), &mut taps).unwrap();
+        let seq = enc
+            .encode(&global, tiles.as_ref(), tile_grid(&case), &mut taps)
+            .unwrap();
         for name in ["sam_global", "clip_global", "proj_global"] {
             let actual = taps.get(name).unwrap_or_else(|| panic!("{name} not recorded"));
             let err = relative_error(actual, case.tensor(name));
             eprintln!("{} {precision}: {name}: relative error {err:e}", case.name());
-            assert!(err <= bound, "{} {precision}: {name}: relative error {err:e} > {bound:e}", case.name());
+            assert!(
+                err <= bound,
+                "{} {precision}: {name}: relative error {err:e} > {bound:e}",
+                case.name()
+            );
         }
         let err = relative_error(&seq, case.tensor("image_embeds"));
-        eprintln!("{} {precision}: image_embeds: relative error {err:e} (bound {bound:e})", case.name());
-        assert!(err <= bound, "{} {precision}: image_embeds: relative error {err:e} > {bound:e}", case.name());
+        eprintln!(
+            "{} {precision}: image_embeds: relative error {err:e} (bound {bound:e})",
+            case.name()
+        );
+        assert!(
+            err <= bound,
+            "{} {precision}: image_embeds: relative error {err:e} > {bound:e}",
+            case.name()
+        );
     }
 }
 
 fn read_png(path: &Path) -> image::RgbImage {
-    image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8()
 }
 
 /// The case's tile grid `(w, h)` from golden.json.
@@ -121,7 +150,9 @@ fn compare_all(case: &Case, taps: &Taps) -> usize {
     let mut names: Vec<&String> = case.tensors.keys().filter(|n| is_encoder_tensor(n)).collect();
     names.sort();
     for name in &names {
-        let actual = taps.get(name).unwrap_or_else(|| panic!("{}: the encoder did not record {name}", case.name()));
+        let actual = taps
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: the encoder did not record {name}", case.name()));
         assert_close(case, name, actual);
     }
     names.len()
@@ -139,12 +170,18 @@ fn encoder_matches_goldens_for_every_case() {
         let mut crop_paths: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("view_crop_")))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("view_crop_"))
+            })
             .collect();
         crop_paths.sort();
         let crops: Vec<image::RgbImage> = crop_paths.iter().map(|p| read_png(p)).collect();
         let grid = tile_grid(&case);
-        assert_eq!(crops.len(), case.json["preprocessing"]["n_local_crops"].as_u64().unwrap() as usize);
+        assert_eq!(
+            crops.len(),
+            case.json["preprocessing"]["n_local_crops"].as_u64().unwrap() as usize
+        );
         let tiles = if crops.is_empty() {
             None
         } else {

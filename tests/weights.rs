@@ -23,8 +23,10 @@ fn layout_matches_real_checkpoint_index() {
             (name, shape.split(',').map(|x| x.parse().unwrap()).collect())
         })
         .collect();
-    let mut ours: Vec<(String, Vec<usize>)> =
-        checkpoint_tensors(&ModelConfig::deepseek_ocr()).into_iter().map(|t| (t.name, t.shape)).collect();
+    let mut ours: Vec<(String, Vec<usize>)> = checkpoint_tensors(&ModelConfig::deepseek_ocr())
+        .into_iter()
+        .map(|t| (t.name, t.shape))
+        .collect();
     real.sort();
     ours.sort();
     assert_eq!(ours.len(), real.len());
@@ -50,7 +52,14 @@ fn random_checkpoint_roundtrip() {
     write_random_checkpoint(&cfg, &text, dir.path(), 3).unwrap();
     let w = Weights::from_model_dir(dir.path()).unwrap();
     w.validate(&cfg).unwrap();
-    let t = w.get("model.norm.weight", &[cfg.lm.hidden_size], candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let t = w
+        .get(
+            "model.norm.weight",
+            &[cfg.lm.hidden_size],
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
     let mean = t.mean_all().unwrap().to_scalar::<f32>().unwrap();
     assert!((mean - 1.0).abs() < 0.1, "norm weights centred on 1, got {mean}");
 }
@@ -65,7 +74,9 @@ fn copy_mini(dst: &Path, shared: &Path) {
 fn missing_config_and_weights_are_clear_errors() {
     let shared = shared_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let e = ModelConfig::from_file(&dir.path().join("config.json")).unwrap_err().to_string();
+    let e = ModelConfig::from_file(&dir.path().join("config.json"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("config.json") && e.contains("hint"), "{e}");
     let e = Weights::from_model_dir(dir.path()).err().unwrap().to_string();
     assert!(e.contains("no .safetensors") && e.contains("hint"), "{e}");
@@ -80,8 +91,14 @@ fn truncated_safetensors_is_a_clear_error() {
     let bytes = std::fs::read(shared.join("golden/mini/model.safetensors")).unwrap();
     for cut in [0usize, 5, 100, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(dir.path().join("model.safetensors"), &bytes[..cut]).unwrap();
-        let e = Weights::from_model_dir(dir.path()).err().unwrap_or_else(|| panic!("cut at {cut} accepted")).to_string();
-        assert!(e.contains("model.safetensors") && e.contains("truncated or corrupt"), "cut {cut}: {e}");
+        let e = Weights::from_model_dir(dir.path())
+            .err()
+            .unwrap_or_else(|| panic!("cut at {cut} accepted"))
+            .to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("truncated or corrupt"),
+            "cut {cut}: {e}"
+        );
     }
 }
 
@@ -96,11 +113,22 @@ fn config_disagreeing_with_weights_names_the_tensor() {
     let cfg = ModelConfig::from_value(&v, &dir.path().join("config.json")).unwrap();
     let w = Weights::from_model_dir(dir.path()).unwrap();
     let e = w.validate(&cfg).unwrap_err().to_string();
-    assert!(e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[640, 256]"), "{e}");
+    assert!(
+        e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[640, 256]"),
+        "{e}"
+    );
     // A single lookup with a wrong shape names the tensor, both shapes and the file.
     let e = w
-        .get("model.norm.weight", &[7], candle_core::DType::F32, &candle_core::Device::Cpu)
+        .get(
+            "model.norm.weight",
+            &[7],
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("model.norm.weight") && e.contains("[7]") && e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains("model.norm.weight") && e.contains("[7]") && e.contains("model.safetensors"),
+        "{e}"
+    );
 }

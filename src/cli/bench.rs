@@ -10,7 +10,9 @@ use crate::vision::Mode;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  dsocr bench --random-weights --mode base --new-tokens 128 --json base.json\n  dsocr bench --model ./DeepSeek-OCR --mode gundam --image page.png --runs 5")]
+#[command(
+    after_help = "Examples:\n  dsocr bench --random-weights --mode base --new-tokens 128 --json base.json\n  dsocr bench --model ./DeepSeek-OCR --mode gundam --image page.png --runs 5"
+)]
 pub struct Args {
     /// Model folder to measure.
     #[arg(long, conflicts_with = "random_weights")]
@@ -69,11 +71,15 @@ pub fn parse_device(s: &str) -> anyhow::Result<candle_core::Device> {
         _ => {
             let ordinal = match s.strip_prefix("cuda") {
                 Some("") => 0,
-                Some(rest) => rest.trim_start_matches(':').parse().with_context(|| format!("bad device `{s}`: use cpu, cuda or cuda:N"))?,
+                Some(rest) => rest
+                    .trim_start_matches(':')
+                    .parse()
+                    .with_context(|| format!("bad device `{s}`: use cpu, cuda or cuda:N"))?,
                 None => anyhow::bail!("unknown device `{s}`: use cpu, cuda or cuda:N"),
             };
-            candle_core::Device::new_cuda(ordinal)
-                .with_context(|| format!("cannot open CUDA device {ordinal} (is this binary built with --features cuda?)"))
+            candle_core::Device::new_cuda(ordinal).with_context(|| {
+                format!("cannot open CUDA device {ordinal} (is this binary built with --features cuda?)")
+            })
         }
     }
 }
@@ -96,7 +102,11 @@ fn mb(b: u64) -> String {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let model = match (a.model, a.random_weights) {
         (Some(d), false) => BenchModel::Dir(d),
-        (None, true) => BenchModel::Random { config: a.config, cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir), seed: 0 },
+        (None, true) => BenchModel::Random {
+            config: a.config,
+            cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),
+            seed: 0,
+        },
         _ => anyhow::bail!("pass --model DIR or --random-weights"),
     };
     let engine = EngineOptions {
@@ -105,21 +115,38 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         precision: a.precision,
         ..EngineOptions::default()
     };
-    let opts = BenchOptions { model, engine, mode: a.mode, image: a.image, pages: a.pages, new_tokens: a.new_tokens, runs: a.runs.max(1) };
+    let opts = BenchOptions {
+        model,
+        engine,
+        mode: a.mode,
+        image: a.image,
+        pages: a.pages,
+        new_tokens: a.new_tokens,
+        runs: a.runs.max(1),
+    };
     let quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let r = bench::run(&opts, |msg| {
         if !quiet {
             eprintln!("bench: {msg}");
         }
     })?;
-    println!("machine      {} ({} threads, {})", r.machine.cpu, r.machine.threads, r.machine.device);
-    println!("model        {} ({:.2} B params)", r.model.source, r.model.parameters as f64 / 1e9);
+    println!(
+        "machine      {} ({} threads, {})",
+        r.machine.cpu, r.machine.threads, r.machine.device
+    );
+    println!(
+        "model        {} ({:.2} B params)",
+        r.model.source,
+        r.model.parameters as f64 / 1e9
+    );
     println!(
         "settings     mode {}, {} new tokens, {} run(s), dtype {}, precision {}",
         r.settings.mode, r.settings.new_tokens, r.settings.runs, r.settings.dtype, r.settings.precision
     );
     println!("load         {:.2} s", r.load_s);
-    let row = |name: &str, s: &bench::Stat, unit: &str| println!("{name:<12} {:.3} {unit} (min {:.3}, max {:.3})", s.median, s.min, s.max);
+    let row = |name: &str, s: &bench::Stat, unit: &str| {
+        println!("{name:<12} {:.3} {unit} (min {:.3}, max {:.3})", s.median, s.min, s.max)
+    };
     row("preprocess", &r.preprocess_s, "s");
     row("vision", &r.vision_s, "s");
     row("prefill", &r.prefill_s, "s");

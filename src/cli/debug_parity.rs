@@ -31,10 +31,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     for case in &a.cases {
         let model = match &a.model {
             Some(m) => m.clone(),
-            None => case.parent().map(|p| p.to_path_buf()).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("..")),
+            None => case
+                .parent()
+                .map(|p| p.to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("..")),
         };
         if engine.as_ref().map(|(d, _)| d != &model).unwrap_or(true) {
-            let e = Engine::load(&model, EngineOptions::default()).with_context(|| format!("loading the model in {}", model.display()))?;
+            let e = Engine::load(&model, EngineOptions::default())
+                .with_context(|| format!("loading the model in {}", model.display()))?;
             engine = Some((model.clone(), e));
         }
         let Some((_, e)) = engine.as_ref() else { continue };

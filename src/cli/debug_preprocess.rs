@@ -38,7 +38,8 @@ pub enum Compat {
 
 fn save(img: &RgbImage, dir: &Path, name: &str) -> anyhow::Result<()> {
     let path = dir.join(name);
-    img.save_with_format(&path, image::ImageFormat::Png).with_context(|| format!("{}: cannot write", path.display()))
+    img.save_with_format(&path, image::ImageFormat::Png)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Runs the command.
@@ -47,7 +48,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(Compat::Pillow) => Bits16::PillowClamp,
         None => Bits16::Scale,
     };
-    let opts = LoadOptions { bits16, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        bits16,
+        ..LoadOptions::default()
+    };
     let page = load_image(&args.image, &opts)?;
     let p = preprocess(&page, args.mode);
 

@@ -28,7 +28,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => REAL_CONFIG_JSON.to_string(),
     };
     let value = serde_json::from_str(&text).context("config is not valid JSON")?;
-    let cfg = ModelConfig::from_value(&value, a.config.as_deref().unwrap_or(std::path::Path::new("<built-in>")))?;
+    let cfg = ModelConfig::from_value(
+        &value,
+        a.config.as_deref().unwrap_or(std::path::Path::new("<built-in>")),
+    )?;
     let path = write_random_checkpoint(&cfg, &text, &a.out, a.seed)?;
     write_placeholder_tokenizer(&cfg, &a.out)?;
     println!(

@@ -82,7 +82,14 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // One line per failure: the message and its hint joined.
             let text = format!("{e:#}");
-            eprintln!("error: {}", text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "));
+            eprintln!(
+                "error: {}",
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
             ExitCode::FAILURE
         }
     }
@@ -91,7 +98,18 @@ pub fn main() -> ExitCode {
 /// Logs to stderr: errors only with `--quiet`, debug with `--verbose`, else warnings;
 /// `RUST_LOG` wins when set.
 fn init_tracing(quiet: bool, verbose: bool) {
-    let level = if quiet { "error" } else if verbose { "debug" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+    let level = if quiet {
+        "error"
+    } else if verbose {
+        "debug"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
 }

@@ -25,7 +25,11 @@ pub fn resolve(spec: Option<&str>, show_progress: bool) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.exists() {
         if !path.is_dir() {
-            return Err(Error::model(path, "is a file, not a model folder", "pass the folder holding config.json, tokenizer.json and *.safetensors"));
+            return Err(Error::model(
+                path,
+                "is a file, not a model folder",
+                "pass the folder holding config.json, tokenizer.json and *.safetensors",
+            ));
         }
         check_folder(path)?;
         return Ok(path.to_path_buf());
@@ -52,7 +56,8 @@ fn is_repo_id(s: &str) -> bool {
 
 /// `HF_HUB_OFFLINE` set to a true value.
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 fn get_hint(repo: &str) -> String {
@@ -66,15 +71,27 @@ fn get_hint(repo: &str) -> String {
 pub fn check_folder(dir: &Path) -> Result<()> {
     for f in REQUIRED {
         if !dir.join(f).is_file() {
-            return Err(Error::model(dir, format!("incomplete model folder: {f} is missing"), "copy or re-download the whole model folder"));
+            return Err(Error::model(
+                dir,
+                format!("incomplete model folder: {f} is missing"),
+                "copy or re-download the whole model folder",
+            ));
         }
     }
     let shards = weight_files(dir)?;
     if shards.is_empty() {
-        return Err(Error::model(dir, "incomplete model folder: no .safetensors weights", "copy or re-download the whole model folder"));
+        return Err(Error::model(
+            dir,
+            "incomplete model folder: no .safetensors weights",
+            "copy or re-download the whole model folder",
+        ));
     }
     if let Some(missing) = shards.iter().find(|s| !dir.join(s).is_file()) {
-        return Err(Error::model(dir, format!("incomplete model folder: weight file {missing} is missing"), "copy or re-download the whole model folder"));
+        return Err(Error::model(
+            dir,
+            format!("incomplete model folder: weight file {missing} is missing"),
+            "copy or re-download the whole model folder",
+        ));
     }
     Ok(())
 }
@@ -119,7 +136,10 @@ fn from_cache(repo: &str) -> Result<PathBuf> {
         )
     };
     let config = cached.get("config.json").ok_or_else(|| not_cached("config.json"))?;
-    let dir = config.parent().map(Path::to_path_buf).ok_or_else(|| not_cached("snapshot folder"))?;
+    let dir = config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| not_cached("snapshot folder"))?;
     check_folder(&dir).map_err(|_| not_cached("some files"))?;
     Ok(dir)
 }
@@ -133,7 +153,10 @@ fn download(repo: &str, show_progress: bool) -> Result<PathBuf> {
             "check the repo id and your network connection, set HF_HUB_OFFLINE=1 to use the cache only, or pass --model with a local folder",
         )
     };
-    let api = ApiBuilder::from_env().with_progress(show_progress).build().map_err(|e| failed("anything", e))?;
+    let api = ApiBuilder::from_env()
+        .with_progress(show_progress)
+        .build()
+        .map_err(|e| failed("anything", e))?;
     let hub = api.model(repo.to_string());
     let config = hub.get("config.json").map_err(|e| failed("config.json", e))?;
     hub.get("tokenizer.json").map_err(|e| failed("tokenizer.json", e))?;
@@ -145,9 +168,10 @@ fn download(repo: &str, show_progress: bool) -> Result<PathBuf> {
     for s in &shards {
         hub.get(s).map_err(|e| failed(s, e))?;
     }
-    let dir = config.parent().map(Path::to_path_buf).ok_or_else(|| {
-        Error::model(&config, "unexpected cache layout", "pass --model with a local folder")
-    })?;
+    let dir = config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Error::model(&config, "unexpected cache layout", "pass --model with a local folder"))?;
     check_folder(&dir)?;
     Ok(dir)
 }
@@ -167,7 +191,11 @@ mod tests {
         assert!(msg(d).contains("tokenizer.json is missing"));
         fs::write(d.join("tokenizer.json"), "{}").unwrap();
         assert!(msg(d).contains("no .safetensors"));
-        fs::write(d.join(super::INDEX), r#"{"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}"#).unwrap();
+        fs::write(
+            d.join(super::INDEX),
+            r#"{"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}"#,
+        )
+        .unwrap();
         fs::write(d.join("model-1.safetensors"), "").unwrap();
         assert!(msg(d).contains("model-2.safetensors is missing"));
         fs::write(d.join("model-2.safetensors"), "").unwrap();

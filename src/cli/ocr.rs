@@ -152,7 +152,9 @@ struct Input {
 }
 
 fn extension(p: &Path) -> String {
-    p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+    p.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 fn is_supported(p: &Path) -> bool {
@@ -166,7 +168,10 @@ fn kind_of(p: &Path) -> Kind {
         return Kind::Pdf;
     }
     let mut head = [0u8; 5];
-    let is_pdf = std::fs::File::open(p).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head == b"%PDF-";
+    let is_pdf = std::fs::File::open(p)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"%PDF-";
     if is_pdf {
         Kind::Pdf
     } else {
@@ -183,8 +188,10 @@ fn expand_inputs(args: &[String]) -> Result<Vec<PathBuf>> {
         let p = Path::new(a);
         if p.is_dir() {
             let entries = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
-            let mut files: Vec<PathBuf> =
-                entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.is_file() && is_supported(f)).collect();
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && is_supported(f))
+                .collect();
             if files.is_empty() {
                 return Err(Error::input(p, "the folder holds no images or PDFs", SUPPORTED_HINT));
             }
@@ -193,8 +200,16 @@ fn expand_inputs(args: &[String]) -> Result<Vec<PathBuf>> {
         } else if p.exists() {
             out.push(p.to_path_buf());
         } else if a.contains(['*', '?', '[']) {
-            let paths = glob::glob(a).map_err(|e| Error::request(format!("bad glob pattern `{a}`: {e}"), "quote the pattern and check its brackets"))?;
-            let mut files: Vec<PathBuf> = paths.filter_map(|r| r.ok()).filter(|f| f.is_file() && is_supported(f)).collect();
+            let paths = glob::glob(a).map_err(|e| {
+                Error::request(
+                    format!("bad glob pattern `{a}`: {e}"),
+                    "quote the pattern and check its brackets",
+                )
+            })?;
+            let mut files: Vec<PathBuf> = paths
+                .filter_map(|r| r.ok())
+                .filter(|f| f.is_file() && is_supported(f))
+                .collect();
             if files.is_empty() {
                 return Err(Error::input(p, "the pattern matches no images or PDFs", SUPPORTED_HINT));
             }
@@ -213,7 +228,11 @@ fn expand_inputs(args: &[String]) -> Result<Vec<PathBuf>> {
 /// before the model is loaded.
 fn check_image(path: &Path) -> Result<()> {
     let bad = |e: &dyn std::fmt::Display| {
-        Error::input(path, format!("not a readable image: {e}"), format!("check that the file is a complete image; {SUPPORTED_HINT}"))
+        Error::input(
+            path,
+            format!("not a readable image: {e}"),
+            format!("check that the file is a complete image; {SUPPORTED_HINT}"),
+        )
     };
     let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
     let reader = reader.with_guessed_format().map_err(|e| bad(&e))?;
@@ -264,7 +283,11 @@ impl PageTarget {
 
     /// Writes crops, the annotated page, the text file and finally the JSON.
     fn write(&self, page: &RgbImage, record: &PageJson) -> Result<()> {
-        let rewritten = markdown::rewrite(&record.text, &format!("{}/", self.images_dir_name()), self.collapse_newlines);
+        let rewritten = markdown::rewrite(
+            &record.text,
+            &format!("{}/", self.images_dir_name()),
+            self.collapse_newlines,
+        );
         let crops = markdown::crop_jobs(&rewritten.image_refs);
         if !crops.is_empty() {
             let dir = self.dir.join(self.images_dir_name());
@@ -290,8 +313,7 @@ impl PageTarget {
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
     atomic::write_text(path, &(text + "\n"))
 }
 
@@ -322,24 +344,43 @@ struct Ocr {
 impl Ocr {
     /// Parses options and checks every input; no file is written here.
     fn new(args: Args, quiet: bool) -> Result<Self> {
-        let mode: Mode = args.mode.parse().map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
-        let mut task: Task = args.task.parse().map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
+        let mode: Mode = args
+            .mode
+            .parse()
+            .map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
+        let mut task: Task = args
+            .task
+            .parse()
+            .map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
         if let Task::Prompt(p) = &mut task {
             // Shells make typing a newline awkward; the official prompts need one after `<image>`.
             *p = p.replace("\\n", "\n");
             if p.matches("<image>").count() != 1 {
-                return Err(Error::request("a custom prompt must contain `<image>` exactly once", "e.g. --task 'prompt=<image>\\nFree OCR.'"));
+                return Err(Error::request(
+                    "a custom prompt must contain `<image>` exactly once",
+                    "e.g. --task 'prompt=<image>\\nFree OCR.'",
+                ));
             }
         }
-        let ranges: Option<PageRanges> =
-            args.pages.as_deref().map(str::parse).transpose().map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
+        let ranges: Option<PageRanges> = args
+            .pages
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
         if !(args.dpi.is_finite() && args.dpi >= 10.0 && args.dpi <= 1200.0) {
-            return Err(Error::request(format!("--dpi {} is out of range", args.dpi), "use a value between 10 and 1200 (default 144)"));
+            return Err(Error::request(
+                format!("--dpi {} is out of range", args.dpi),
+                "use a value between 10 and 1200 (default 144)",
+            ));
         }
         let mut generate = GenerateOptions::default();
         if let Some(n) = args.max_tokens {
             if n == 0 {
-                return Err(Error::request("--max-tokens must be at least 1", "omit it for the default 8192"));
+                return Err(Error::request(
+                    "--max-tokens must be at least 1",
+                    "omit it for the default 8192",
+                ));
             }
             generate.max_new_tokens = n;
         }
@@ -366,11 +407,22 @@ impl Ocr {
                     }
                 }
             }
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-            inputs.push(Input { path, kind, name, pages });
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "output".into());
+            inputs.push(Input {
+                path,
+                kind,
+                name,
+                pages,
+            });
         }
         if ranges.is_some() && !inputs.iter().any(|i| i.kind == Kind::Pdf) {
-            return Err(Error::request("--pages applies to PDF inputs, and none was given", "remove --pages"));
+            return Err(Error::request(
+                "--pages applies to PDF inputs, and none was given",
+                "remove --pages",
+            ));
         }
         if args.out.is_none() && inputs.len() > 1 {
             return Err(Error::request(
@@ -384,18 +436,34 @@ impl Ocr {
             if let Some(other) = by_name.insert(&i.name, &i.path) {
                 return Err(Error::input(
                     &i.path,
-                    format!("its results would overwrite those of {} (same name `{}`)", other.display(), i.name),
+                    format!(
+                        "its results would overwrite those of {} (same name `{}`)",
+                        other.display(),
+                        i.name
+                    ),
                     "rename one of them or process them with different --out folders",
                 ));
             }
         }
         let run = RunOptions { mode, task, generate };
-        Ok(Self { args, quiet, run, device, pdf_lib, inputs })
+        Ok(Self {
+            args,
+            quiet,
+            run,
+            device,
+            pdf_lib,
+            inputs,
+        })
     }
 
     fn page_target(&self, out: &Path, input: &Input, page: Option<usize>) -> PageTarget {
         match page {
-            None => PageTarget { dir: out.to_path_buf(), stem: input.name.clone(), format: self.args.format, collapse_newlines: false },
+            None => PageTarget {
+                dir: out.to_path_buf(),
+                stem: input.name.clone(),
+                format: self.args.format,
+                collapse_newlines: false,
+            },
             Some(p) => PageTarget {
                 dir: out.join(&input.name),
                 stem: format!("page_{:04}", p + 1),
@@ -411,17 +479,26 @@ impl Ocr {
             Kind::Image => self.page_target(out, input, None).is_done(),
             Kind::Pdf => {
                 combined_paths(out, input, self.args.format).iter().all(|p| p.is_file())
-                    && input.pages.iter().all(|&p| self.page_target(out, input, Some(p)).is_done())
+                    && input
+                        .pages
+                        .iter()
+                        .all(|&p| self.page_target(out, input, Some(p)).is_done())
             }
         }
     }
 
     /// A warning when finished results were made with another mode or task than asked now.
     fn settings_note(&self, json: &Path) -> String {
-        let Some(v) = std::fs::read_to_string(json).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) else {
+        let Some(v) = std::fs::read_to_string(json)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        else {
             return String::new();
         };
-        let (mode, task) = (v["mode"].as_str().unwrap_or_default(), v["task"].as_str().unwrap_or_default());
+        let (mode, task) = (
+            v["mode"].as_str().unwrap_or_default(),
+            v["task"].as_str().unwrap_or_default(),
+        );
         if mode == self.run.mode.to_string() && task == self.run.task.to_string() {
             String::new()
         } else {
@@ -453,7 +530,9 @@ impl Ocr {
     /// A single input streamed to stdout.
     fn run_stdout(&self) -> Result<()> {
         let engine = self.load_engine()?;
-        let Some(input) = self.inputs.first() else { return Ok(()) };
+        let Some(input) = self.inputs.first() else {
+            return Ok(());
+        };
         let stdout = std::io::stdout();
         let stream = self.args.format == Format::Md;
         let mut on_text = |piece: &str| {
@@ -472,7 +551,13 @@ impl Ocr {
                 Format::Txt => {
                     let _ = writeln!(lock, "{}", markdown::strip_refs(&out.text));
                 }
-                Format::Json => records.push(PageJson::new(&source, page.map(|p| p + 1), &self.run.mode.to_string(), &self.run.task.to_string(), out)),
+                Format::Json => records.push(PageJson::new(
+                    &source,
+                    page.map(|p| p + 1),
+                    &self.run.mode.to_string(),
+                    &self.run.task.to_string(),
+                    out,
+                )),
             }
         };
         let mut records = Vec::new();
@@ -480,7 +565,15 @@ impl Ocr {
         match input.kind {
             Kind::Image => {
                 let img = load_image(&input.path)?;
-                let out = engine.run_with(&img, &self.run, if stream { Some(&mut on_text as &mut dyn FnMut(&str)) } else { None })?;
+                let out = engine.run_with(
+                    &img,
+                    &self.run,
+                    if stream {
+                        Some(&mut on_text as &mut dyn FnMut(&str))
+                    } else {
+                        None
+                    },
+                )?;
                 finish(None, &out, &mut records);
             }
             Kind::Pdf => {
@@ -488,7 +581,15 @@ impl Ocr {
                 page_count = doc.page_count();
                 for &p in &input.pages {
                     let img = doc.render(p, self.args.dpi)?;
-                    let out = engine.run_with(&img, &self.run, if stream { Some(&mut on_text as &mut dyn FnMut(&str)) } else { None })?;
+                    let out = engine.run_with(
+                        &img,
+                        &self.run,
+                        if stream {
+                            Some(&mut on_text as &mut dyn FnMut(&str))
+                        } else {
+                            None
+                        },
+                    )?;
                     finish(Some(p), &out, &mut records);
                     if self.args.format != Format::Json {
                         let _ = stdout.lock().write_all(markdown::PAGE_SPLIT.as_bytes());
@@ -516,18 +617,30 @@ impl Ocr {
     fn open_pdf(&self, input: &Input) -> Result<PdfFile<'_>> {
         match &self.pdf_lib {
             Some(lib) => lib.open(&input.path),
-            None => Err(Error::input(&input.path, "PDF support was not initialised", "report this as a bug")),
+            None => Err(Error::input(
+                &input.path,
+                "PDF support was not initialised",
+                "report this as a bug",
+            )),
         }
     }
 
     /// All inputs into `out`, skipping finished pages.
     fn run_batch(&self, out: &Path) -> Result<()> {
         let pending: Vec<&Input> = self.inputs.iter().filter(|i| !self.input_done(out, i)).collect();
-        let total_pages: usize = self.inputs.iter().map(|i| if i.kind == Kind::Pdf { i.pages.len() } else { 1 }).sum();
+        let total_pages: usize = self
+            .inputs
+            .iter()
+            .map(|i| if i.kind == Kind::Pdf { i.pages.len() } else { 1 })
+            .sum();
         let progress = Progress::new(total_pages as u64, self.quiet);
         for i in &self.inputs {
             if !pending.iter().any(|p| std::ptr::eq(*p, i)) {
-                let first_page = if i.kind == Kind::Pdf { i.pages.first().copied() } else { None };
+                let first_page = if i.kind == Kind::Pdf {
+                    i.pages.first().copied()
+                } else {
+                    None
+                };
                 let note = self.settings_note(&self.page_target(out, i, first_page).json());
                 progress.println(format!("{}: skipped (already done){note}", i.path.display()));
                 progress.inc();
@@ -567,7 +680,14 @@ impl Ocr {
         Ok(())
     }
 
-    fn run_page(&self, engine: &Engine, progress: &Progress, input: &Input, page: Option<usize>, img: &RgbImage) -> Result<PageJson> {
+    fn run_page(
+        &self,
+        engine: &Engine,
+        progress: &Progress,
+        input: &Input,
+        page: Option<usize>,
+        img: &RgbImage,
+    ) -> Result<PageJson> {
         let label = match page {
             Some(p) => format!("{} p{}", input.name, p + 1),
             None => input.name.clone(),
@@ -581,7 +701,13 @@ impl Ocr {
         let t0 = Instant::now();
         let out = engine.run_with(img, &self.run, Some(&mut on_text))?;
         tracing::debug!(page = %label, seconds = t0.elapsed().as_secs_f64(), tokens = out.token_ids.len(), "page done");
-        Ok(PageJson::new(&input.path.display().to_string(), page.map(|p| p + 1), &self.run.mode.to_string(), &self.run.task.to_string(), &out))
+        Ok(PageJson::new(
+            &input.path.display().to_string(),
+            page.map(|p| p + 1),
+            &self.run.mode.to_string(),
+            &self.run.task.to_string(),
+            &out,
+        ))
     }
 
     fn run_pdf(&self, engine: &Engine, progress: &Progress, out: &Path, input: &Input) -> Result<()> {
@@ -593,7 +719,11 @@ impl Ocr {
             let target = self.page_target(out, input, Some(p));
             if target.is_done() {
                 let note = self.settings_note(&target.json());
-                progress.println(format!("{} page {}: skipped (already done){note}", input.path.display(), p + 1));
+                progress.println(format!(
+                    "{} page {}: skipped (already done){note}",
+                    input.path.display(),
+                    p + 1
+                ));
                 progress.inc();
                 continue;
             }
@@ -614,14 +744,22 @@ impl Ocr {
             let path = self.page_target(out, input, Some(p)).json();
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let record: PageJson = serde_json::from_str(&text).map_err(|e| {
-                Error::input(&path, format!("unreadable page record: {e}"), "delete this file and rerun to redo the page")
+                Error::input(
+                    &path,
+                    format!("unreadable page record: {e}"),
+                    "delete this file and rerun to redo the page",
+                )
             })?;
             pages.push(record);
         }
         let [json_path, text_path] = combined_paths_all(out, input, self.args.format);
         if let Some(text_path) = text_path {
             let body = match self.args.format {
-                Format::Txt => pages.iter().map(|r| markdown::strip_refs(&r.text)).collect::<Vec<_>>().join("\n\n"),
+                Format::Txt => pages
+                    .iter()
+                    .map(|r| markdown::strip_refs(&r.text))
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
                 _ => {
                     let md: Vec<String> = pages
                         .iter()
@@ -667,9 +805,11 @@ fn prepare_out_dir(out: &Path) -> Result<()> {
     if out.exists() && !out.is_dir() {
         return Err(Error::input(out, "the output path is a file, not a folder", hint));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::input(out, format!("cannot create the output folder: {e}"), hint))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::input(out, format!("cannot create the output folder: {e}"), hint))?;
     let probe = out.join(format!(".dsocr-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| Error::input(out, format!("the output folder is not writable: {e}"), hint))?;
+    std::fs::write(&probe, b"")
+        .map_err(|e| Error::input(out, format!("the output folder is not writable: {e}"), hint))?;
     let _ = std::fs::remove_file(&probe);
     atomic::remove_stale_temps(out);
     Ok(())

@@ -42,7 +42,9 @@ pub struct Generated {
 /// KV-cache positions a job needs: the prompt plus every generated token except the last
 /// (the last chosen token is never fed back), capped at `limit` (the position limit).
 pub fn cache_positions(prompt_len: usize, max_new_tokens: usize, limit: usize) -> usize {
-    (prompt_len + max_new_tokens.saturating_sub(1)).min(limit).max(prompt_len.min(limit))
+    (prompt_len + max_new_tokens.saturating_sub(1))
+        .min(limit)
+        .max(prompt_len.min(limit))
 }
 
 /// Generates after the prompt whose embeddings are `inputs_embeds` `(L, D)` and whose ids
@@ -68,14 +70,22 @@ pub fn generate(
         ));
     }
     if !cache.is_empty() {
-        return Err(Error::request("generation needs an empty KV cache", "call KvCache::reset before reusing a cache"));
+        return Err(Error::request(
+            "generation needs an empty KV cache",
+            "call KvCache::reset before reusing a cache",
+        ));
     }
     let mut sampler = Sampler::new(&opts.sampling);
     let mut seq: Vec<u32> = prompt_ids.to_vec();
     let mut taps = Taps::off();
     let t0 = Instant::now();
     if opts.max_new_tokens == 0 {
-        return Ok(Generated { ids: Vec::new(), stop: StopReason::MaxNewTokens, prefill_time: Duration::ZERO, decode_time: Duration::ZERO });
+        return Ok(Generated {
+            ids: Vec::new(),
+            stop: StopReason::MaxNewTokens,
+            prefill_time: Duration::ZERO,
+            decode_time: Duration::ZERO,
+        });
     }
     let mut logits = model.forward(inputs_embeds, cache, &mut taps)?;
     let mut prefill_time = None;
@@ -105,5 +115,10 @@ pub fn generate(
     };
     let prefill_time = prefill_time.unwrap_or_default();
     let decode_time = t0.elapsed().saturating_sub(prefill_time);
-    Ok(Generated { ids: seq.split_off(prompt_len), stop, prefill_time, decode_time })
+    Ok(Generated {
+        ids: seq.split_off(prompt_len),
+        stop,
+        prefill_time,
+        decode_time,
+    })
 }

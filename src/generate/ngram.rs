@@ -14,8 +14,15 @@ pub const VLLM_WHITELIST_TOKENS: [&str; 2] = ["<td>", "</td>"];
 
 /// The vLLM guard with its whitelist ids looked up in `tokenizer` (tokens it lacks are skipped).
 pub fn vllm_guard(tokenizer: &Tokenizer, size: usize, window: usize) -> NgramGuard {
-    let whitelist = VLLM_WHITELIST_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
-    NgramGuard::Vllm { size, window, whitelist }
+    let whitelist = VLLM_WHITELIST_TOKENS
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect();
+    NgramGuard::Vllm {
+        size,
+        window,
+        whitelist,
+    }
 }
 
 /// Ids banned for the next step by the HF guard of size `n` over the whole sequence `seq`.
@@ -31,7 +38,10 @@ pub fn banned_hf(seq: &[u32], n: usize) -> Vec<u32> {
         return Vec::new();
     }
     let prefix = &seq[len - (n - 1)..];
-    let mut banned: Vec<u32> = (0..=len - n).filter(|&i| &seq[i..i + n - 1] == prefix).map(|i| seq[i + n - 1]).collect();
+    let mut banned: Vec<u32> = (0..=len - n)
+        .filter(|&i| &seq[i..i + n - 1] == prefix)
+        .map(|i| seq[i + n - 1])
+        .collect();
     banned.sort_unstable();
     banned.dedup();
     banned
@@ -69,9 +79,11 @@ pub fn banned_tokens(guard: &NgramGuard, seq: &[u32], prompt_len: usize) -> Vec<
     match guard {
         NgramGuard::Off => Vec::new(),
         NgramGuard::Hf { size } => banned_hf(seq, *size),
-        NgramGuard::Vllm { size, window, whitelist } => {
-            banned_vllm(seq.get(prompt_len..).unwrap_or(&[]), *size, *window, whitelist)
-        }
+        NgramGuard::Vllm {
+            size,
+            window,
+            whitelist,
+        } => banned_vllm(seq.get(prompt_len..).unwrap_or(&[]), *size, *window, whitelist),
     }
 }
 
@@ -121,7 +133,9 @@ mod tests {
             for alphabet in [2u64, 3, 5] {
                 let s: Vec<u32> = (0..len)
                     .map(|_| {
-                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         ((state >> 33) % alphabet) as u32
                     })
                     .collect();
@@ -167,10 +181,18 @@ mod tests {
         // only sees the generated id and bans nothing.
         let seq = [7, 8, 7];
         assert_eq!(banned_tokens(&NgramGuard::Hf { size: 2 }, &seq, 2), vec![8]);
-        let v = NgramGuard::Vllm { size: 2, window: 90, whitelist: vec![] };
+        let v = NgramGuard::Vllm {
+            size: 2,
+            window: 90,
+            whitelist: vec![],
+        };
         assert!(banned_tokens(&v, &seq, 2).is_empty());
         assert_eq!(banned_tokens(&v, &[0, 7, 8, 7], 1), vec![8]);
-        let w = NgramGuard::Vllm { size: 2, window: 90, whitelist: vec![8] };
+        let w = NgramGuard::Vllm {
+            size: 2,
+            window: 90,
+            whitelist: vec![8],
+        };
         assert!(banned_tokens(&w, &[0, 7, 8, 7], 1).is_empty());
     }
 }

@@ -36,7 +36,10 @@ impl Sampler {
             Sampling::Greedy => 0,
             Sampling::Sample { seed, .. } => *seed,
         };
-        Self { sampling: sampling.clone(), rng: StdRng::seed_from_u64(seed) }
+        Self {
+            sampling: sampling.clone(),
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// Picks the next id from `logits` (modified in place: `banned` ids become −∞).
@@ -48,15 +51,22 @@ impl Sampler {
             }
         }
         match self.sampling {
-            Sampling::Sample { temperature, top_k, top_p, .. } if temperature > 0.0 => {
-                self.sample(logits, temperature, top_k, top_p)
-            }
+            Sampling::Sample {
+                temperature,
+                top_k,
+                top_p,
+                ..
+            } if temperature > 0.0 => self.sample(logits, temperature, top_k, top_p),
             _ => argmax(logits),
         }
     }
 
     fn sample(&mut self, logits: &[f32], temperature: f64, top_k: Option<usize>, top_p: Option<f64>) -> u32 {
-        let max = logits.iter().copied().filter(|v| !v.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+        let max = logits
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .fold(f32::NEG_INFINITY, f32::max);
         if max == f32::NEG_INFINITY {
             return argmax(logits);
         }
@@ -67,7 +77,11 @@ impl Sampler {
             .filter(|(_, v)| v.is_finite())
             .map(|(i, &v)| (i as u32, ((v - max) as f64 / temperature).exp()))
             .collect();
-        cand.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+        cand.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.0.cmp(&b.0))
+        });
         if let Some(k) = top_k {
             cand.truncate(k.max(1));
         }
@@ -113,7 +127,12 @@ mod tests {
     #[test]
     fn sampling_is_seeded_and_respects_top_k() {
         let logits = vec![0.0f32, 1.0, 2.0, 3.0, 2.5];
-        let opts = Sampling::Sample { temperature: 1.0, top_k: Some(2), top_p: None, seed: 42 };
+        let opts = Sampling::Sample {
+            temperature: 1.0,
+            top_k: Some(2),
+            top_p: None,
+            seed: 42,
+        };
         let draw = |o: &Sampling| {
             let mut s = Sampler::new(o);
             (0..50).map(|_| s.pick(&mut logits.clone(), &[])).collect::<Vec<_>>()
@@ -122,7 +141,12 @@ mod tests {
         assert_eq!(a, draw(&opts));
         assert!(a.iter().all(|&t| t == 3 || t == 4), "{a:?}");
         assert!(a.contains(&3) && a.contains(&4));
-        let p = Sampling::Sample { temperature: 1.0, top_k: None, top_p: Some(1e-6), seed: 1 };
+        let p = Sampling::Sample {
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(1e-6),
+            seed: 1,
+        };
         assert!(draw(&p).iter().all(|&t| t == 3));
     }
 }

@@ -22,13 +22,20 @@ pub struct TextStream<'a> {
 impl<'a> TextStream<'a> {
     /// An empty stream over `tokenizer`.
     pub fn new(tokenizer: &'a Tokenizer) -> Self {
-        Self { tokenizer, ids: Vec::new(), prefix_start: 0, emitted_until: 0 }
+        Self {
+            tokenizer,
+            ids: Vec::new(),
+            prefix_start: 0,
+            emitted_until: 0,
+        }
     }
 
     /// Adds `id`; returns the text it completes, if any.
     pub fn push(&mut self, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
-        let before = self.tokenizer.decode(&self.ids[self.prefix_start..self.emitted_until])?;
+        let before = self
+            .tokenizer
+            .decode(&self.ids[self.prefix_start..self.emitted_until])?;
         let now = self.tokenizer.decode(&self.ids[self.prefix_start..])?;
         if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
             if let Some(delta) = now.get(before.len()..).filter(|_| now.starts_with(&before)) {
@@ -46,11 +53,16 @@ impl<'a> TextStream<'a> {
         if self.emitted_until == self.ids.len() {
             return Ok(None);
         }
-        let before = self.tokenizer.decode(&self.ids[self.prefix_start..self.emitted_until])?;
+        let before = self
+            .tokenizer
+            .decode(&self.ids[self.prefix_start..self.emitted_until])?;
         let now = self.tokenizer.decode(&self.ids[self.prefix_start..])?;
         self.prefix_start = self.emitted_until;
         self.emitted_until = self.ids.len();
-        let delta = now.get(before.len()..).filter(|_| now.starts_with(&before)).unwrap_or(&now);
+        let delta = now
+            .get(before.len()..)
+            .filter(|_| now.starts_with(&before))
+            .unwrap_or(&now);
         Ok((!delta.is_empty()).then(|| delta.to_string()))
     }
 

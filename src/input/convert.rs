@@ -116,6 +116,9 @@ mod tests {
         // Full black ink (stored K = 0): black.
         assert_eq!(cmyk_to_rgb8(1, 1, &[255, 255, 255, 0]).get_pixel(0, 0).0, [0; 3]);
         // C ink 100 (stored 155), no K: R = 255 − round(100·255/255) = 155.
-        assert_eq!(cmyk_to_rgb8(1, 1, &[155, 255, 255, 255]).get_pixel(0, 0).0, [155, 255, 255]);
+        assert_eq!(
+            cmyk_to_rgb8(1, 1, &[155, 255, 255, 255]).get_pixel(0, 0).0,
+            [155, 255, 255]
+        );
     }
 }

@@ -48,7 +48,9 @@ impl ImageLimits {
 
 impl Default for ImageLimits {
     fn default() -> Self {
-        ImageLimits { max_pixels: Self::DEFAULT_MAX_PIXELS }
+        ImageLimits {
+            max_pixels: Self::DEFAULT_MAX_PIXELS,
+        }
     }
 }
 
@@ -70,15 +72,19 @@ const SUPPORTED: &str = "PNG, JPEG, GIF, BMP, TIFF, WebP";
 /// that is no supported image format, corrupt or truncated data, an image over the limit.
 pub fn load_image(path: &Path, opts: &LoadOptions) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::input(path, "file not found", "check the path (relative paths start at the current directory)")
-        }
+        std::io::ErrorKind::NotFound => Error::input(
+            path,
+            "file not found",
+            "check the path (relative paths start at the current directory)",
+        ),
         std::io::ErrorKind::PermissionDenied => {
             Error::input(path, "permission denied", "make the file readable for this user")
         }
-        _ => {
-            Error::input(path, format!("cannot read the file: {e}"), "check that the path names a readable image file")
-        }
+        _ => Error::input(
+            path,
+            format!("cannot read the file: {e}"),
+            "check that the path names a readable image file",
+        ),
     })?;
     decode_image(&bytes, path, opts)
 }
@@ -124,11 +130,16 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
     let xmp = decoder.xmp_metadata().ok().flatten();
     let orientation = orientation_from_metadata(exif.as_deref(), xmp.as_deref());
 
-    let cmyk = if format == ImageFormat::Jpeg { cmyk_jpeg(bytes) } else { None };
+    let cmyk = if format == ImageFormat::Jpeg {
+        cmyk_jpeg(bytes)
+    } else {
+        None
+    };
     let rgb = match cmyk {
         Some(mut cmyk) => {
-            let raw =
-                cmyk.decode().map_err(|e| Error::input(source, format!("corrupt JPEG data: {e}"), HINT_CORRUPT))?;
+            let raw = cmyk
+                .decode()
+                .map_err(|e| Error::input(source, format!("corrupt JPEG data: {e}"), HINT_CORRUPT))?;
             cmyk_to_rgb8(w, h, &raw)
         }
         _ => {
@@ -139,7 +150,11 @@ pub fn decode_image(bytes: &[u8], source: &Path, opts: &LoadOptions) -> Result<R
     if rgb.dimensions() != (w, h) {
         return Err(Error::input(
             source,
-            format!("decoded {}×{} pixels where the header says {w}×{h}", rgb.width(), rgb.height()),
+            format!(
+                "decoded {}×{} pixels where the header says {w}×{h}",
+                rgb.width(),
+                rgb.height()
+            ),
             HINT_CORRUPT,
         ));
     }
@@ -163,21 +178,35 @@ fn decode_error(source: &Path, format: ImageFormat, e: &image::ImageError) -> Er
             format!("unsupported {} variant: {u}", name(format)),
             format!("re-save the image as PNG or JPEG (supported: {SUPPORTED})"),
         ),
-        E::Limits(l) => {
-            Error::input(source, format!("image too large to decode: {l}"), "reduce the image's resolution")
-        }
-        _ => Error::input(source, format!("corrupt or truncated {} data: {e}", name(format)), HINT_CORRUPT),
+        E::Limits(l) => Error::input(
+            source,
+            format!("image too large to decode: {l}"),
+            "reduce the image's resolution",
+        ),
+        _ => Error::input(
+            source,
+            format!("corrupt or truncated {} data: {e}", name(format)),
+            HINT_CORRUPT,
+        ),
     }
 }
 
 fn truncated(source: &Path, format: ImageFormat) -> Error {
-    Error::input(source, format!("truncated {} file (the image data ends early)", name(format)), HINT_CORRUPT)
+    Error::input(
+        source,
+        format!("truncated {} file (the image data ends early)", name(format)),
+        HINT_CORRUPT,
+    )
 }
 
 /// Refuses empty images and images over the pixel limit, from header dimensions.
 fn check_size(source: &Path, w: u32, h: u32, limits: &ImageLimits) -> Result<()> {
     if w == 0 || h == 0 {
-        return Err(Error::input(source, format!("the image has no pixels ({w}×{h})"), HINT_CORRUPT));
+        return Err(Error::input(
+            source,
+            format!("the image has no pixels ({w}×{h})"),
+            HINT_CORRUPT,
+        ));
     }
     let pixels = u64::from(w) * u64::from(h);
     if pixels > limits.max_pixels {

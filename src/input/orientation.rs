@@ -32,7 +32,9 @@ fn exif_orientation(block: &[u8]) -> Result<Option<u32>, ()> {
         .read_raw(data.to_vec())
         .or_else(|e| e.distill_partial_result(|_| {}));
     let Ok(exif) = parsed else { return Err(()) };
-    Ok(exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY).and_then(|f| f.value.get_uint(0)))
+    Ok(exif
+        .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+        .and_then(|f| f.value.get_uint(0)))
 }
 
 /// Pillow's XMP fallback: the first match of `tiff:Orientation(="|>)([0-9])`.

@@ -34,7 +34,10 @@ pub fn pdfium_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
             v.push(PathBuf::from(p));
         }
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         v.push(dir);
     }
     if let Some(home) = std::env::var_os("HOME").filter(|p| !p.is_empty()) {
@@ -76,16 +79,29 @@ impl PdfLibrary {
                 continue;
             }
             return match Pdfium::bind_to_library(&file) {
-                Ok(b) => Ok(Self { pdfium: Pdfium::new(b), path: file }),
-                Err(e) => Err(Error::input(&file, format!("cannot load libpdfium: {e:?}"), INSTALL_HINT)),
+                Ok(b) => Ok(Self {
+                    pdfium: Pdfium::new(b),
+                    path: file,
+                }),
+                Err(e) => Err(Error::input(
+                    &file,
+                    format!("cannot load libpdfium: {e:?}"),
+                    INSTALL_HINT,
+                )),
             };
         }
         match Pdfium::bind_to_system_library() {
-            Ok(b) => Ok(Self { pdfium: Pdfium::new(b), path: PathBuf::from(Pdfium::pdfium_platform_library_name()) }),
+            Ok(b) => Ok(Self {
+                pdfium: Pdfium::new(b),
+                path: PathBuf::from(Pdfium::pdfium_platform_library_name()),
+            }),
             Err(_) => {
                 let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
                 Err(Error::request(
-                    format!("PDF input needs libpdfium, which was not found (looked in {} and the system paths)", looked.join(", ")),
+                    format!(
+                        "PDF input needs libpdfium, which was not found (looked in {} and the system paths)",
+                        looked.join(", ")
+                    ),
                     INSTALL_HINT,
                 ))
             }
@@ -103,12 +119,23 @@ impl PdfLibrary {
         if !path.is_file() {
             return Err(Error::input(path, "no such file", "check the path"));
         }
-        let doc = self.pdfium.load_pdf_from_file(path, None).map_err(|e| open_error(path, e))?;
+        let doc = self
+            .pdfium
+            .load_pdf_from_file(path, None)
+            .map_err(|e| open_error(path, e))?;
         let page_count = doc.pages().len() as usize;
         if page_count == 0 {
-            return Err(Error::input(path, "the PDF has no pages", "check that this is the right file"));
+            return Err(Error::input(
+                path,
+                "the PDF has no pages",
+                "check that this is the right file",
+            ));
         }
-        Ok(PdfFile { doc, path: path.to_path_buf(), page_count })
+        Ok(PdfFile {
+            doc,
+            path: path.to_path_buf(),
+            page_count,
+        })
     }
 }
 
@@ -127,7 +154,11 @@ fn open_error(path: &Path, e: PdfiumError) -> Error {
             "check that the file is a complete PDF; re-download or re-export it",
         ),
         PdfiumError::IoError(io) => Error::io(path, io),
-        other => Error::input(path, format!("cannot open the PDF: {other:?}"), "check that the file is a valid PDF"),
+        other => Error::input(
+            path,
+            format!("cannot open the PDF: {other:?}"),
+            "check that the file is a valid PDF",
+        ),
     }
 }
 
@@ -158,9 +189,16 @@ impl PdfFile<'_> {
             ));
         }
         if !(dpi.is_finite() && dpi > 0.0) {
-            return Err(Error::request(format!("invalid DPI {dpi}"), "use a positive --dpi such as 144"));
+            return Err(Error::request(
+                format!("invalid DPI {dpi}"),
+                "use a positive --dpi such as 144",
+            ));
         }
-        let page = self.doc.pages().get(index as u16).map_err(|e| self.page_error(page_no, e))?;
+        let page = self
+            .doc
+            .pages()
+            .get(index as u16)
+            .map_err(|e| self.page_error(page_no, e))?;
         // Page sizes are in points (1/72 inch).
         let scale = dpi / 72.0;
         let (w, h) = (page.width().value * scale, page.height().value * scale);
@@ -171,13 +209,21 @@ impl PdfFile<'_> {
                 "use a smaller --dpi (default 144)",
             ));
         }
-        let config = PdfRenderConfig::new().scale_page_by_factor(scale).render_form_data(true);
-        let bitmap = page.render_with_config(&config).map_err(|e| self.page_error(page_no, e))?;
+        let config = PdfRenderConfig::new()
+            .scale_page_by_factor(scale)
+            .render_form_data(true);
+        let bitmap = page
+            .render_with_config(&config)
+            .map_err(|e| self.page_error(page_no, e))?;
         Ok(bitmap.as_image().to_rgb8())
     }
 
     fn page_error(&self, page_no: usize, e: PdfiumError) -> Error {
-        Error::input(&self.path, format!("cannot render page {page_no}: {e:?}"), "the PDF may be damaged; try re-exporting it")
+        Error::input(
+            &self.path,
+            format!("cannot render page {page_no}: {e:?}"),
+            "the PDF may be damaged; try re-exporting it",
+        )
     }
 }
 
@@ -200,7 +246,10 @@ impl std::str::FromStr for PageRanges {
                 return Err(bad("empty item"));
             }
             let num = |t: &str| -> std::result::Result<usize, String> {
-                let n: usize = t.trim().parse().map_err(|_| bad(&format!("`{t}` is not a page number")))?;
+                let n: usize = t
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(&format!("`{t}` is not a page number")))?;
                 if n == 0 {
                     return Err(bad("pages are numbered from 1"));
                 }

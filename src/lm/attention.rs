@@ -140,15 +140,24 @@ impl Attention {
         // Each key/value head's rows are contiguous in the cache, so one kernel call per
         // kv head (with its group of query heads) reads them in place.
         let n_rep = h / kvh;
-        let shape = AttnShape { heads: n_rep, kv_heads: 1, q_len: len, kv_len: total, head_dim: hd };
+        let shape = AttnShape {
+            heads: n_rep,
+            kv_heads: 1,
+            q_len: len,
+            kv_len: total,
+            head_dim: hd,
+        };
         let scale = 1.0 / (hd as f32).sqrt();
         let group = n_rep * len * hd;
         let (kc, vc) = (&*slot.k, &*slot.v);
         let mut out = vec![0f32; h * len * hd];
-        out.par_chunks_mut(group).zip(q_heads.par_chunks(group)).enumerate().try_for_each(|(g, (o, qg))| {
-            let rows = g * max_len * hd..(g * max_len + total) * hd;
-            kernels::attention(qg, &kc[rows.clone()], &vc[rows], shape, AttnBias::None, scale, true, o)
-        })?;
+        out.par_chunks_mut(group)
+            .zip(q_heads.par_chunks(group))
+            .enumerate()
+            .try_for_each(|(g, (o, qg))| {
+                let rows = g * max_len * hd..(g * max_len + total) * hd;
+                kernels::attention(qg, &kc[rows.clone()], &vc[rows], shape, AttnBias::None, scale, true, o)
+            })?;
         // Back to (L, heads · d) for o_proj.
         let mut merged = vec![0f32; len * h * hd];
         for head in 0..h {
@@ -156,7 +165,8 @@ impl Attention {
                 merged[(l * h + head) * hd..][..hd].copy_from_slice(&out[(head * len + l) * hd..][..hd]);
             }
         }
-        self.o_proj.forward(&Tensor::from_vec(merged, (len, h * hd), x.device())?)
+        self.o_proj
+            .forward(&Tensor::from_vec(merged, (len, h * hd), x.device())?)
     }
 }
 
@@ -234,13 +244,34 @@ mod tests {
         let (start, len, d) = (3usize, 7usize, 4usize);
         let total = start + len;
         let gen = |seed: u32, rows: usize| -> Vec<Vec<f32>> {
-            (0..rows).map(|r| (0..d).map(|c| ((((r * 7 + c * 3 + 1) as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()).collect()
+            (0..rows)
+                .map(|r| {
+                    (0..d)
+                        .map(|c| {
+                            ((((r * 7 + c * 3 + 1) as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 500.0
+                                - 1.0
+                        })
+                        .collect()
+                })
+                .collect()
         };
         let (qv, kv, vv) = (gen(1, len), gen(2, total), gen(3, total));
-        let t = |m: &Vec<Vec<f32>>| Tensor::new(m.clone(), &dev).unwrap().reshape((1, 1, m.len(), d)).unwrap();
+        let t = |m: &Vec<Vec<f32>>| {
+            Tensor::new(m.clone(), &dev)
+                .unwrap()
+                .reshape((1, 1, m.len(), d))
+                .unwrap()
+        };
         let want = naive(&qv, &kv, &vv, start);
         for chunk in [1, 2, 3, 7, 100] {
-            let got: Vec<Vec<f32>> = attend(&t(&qv), &t(&kv), &t(&vv), start, chunk).unwrap().squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+            let got: Vec<Vec<f32>> = attend(&t(&qv), &t(&kv), &t(&vv), start, chunk)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
             for (a, b) in got.iter().flatten().zip(want.iter().flatten()) {
                 assert!((a - b).abs() < 1e-5, "chunk {chunk}: {a} vs {b}");
             }

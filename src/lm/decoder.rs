@@ -8,8 +8,8 @@ use candle_nn::VarBuilder;
 use crate::lm::attention::Attention;
 use crate::lm::mlp::Mlp;
 use crate::lm::moe::Moe;
-use crate::lm::rms_norm::RmsNorm;
 use crate::lm::options::LmOptions;
+use crate::lm::rms_norm::RmsNorm;
 use crate::lm::rope::{Rope, RopeTables};
 use crate::memory::KvCache;
 use crate::model::config::LmConfig;
@@ -45,12 +45,21 @@ impl DecoderLayer {
         let ffn = if cfg.is_moe_layer(index) {
             Ffn::Moe(Moe::load(vb.pp("mlp"), cfg, precision)?)
         } else {
-            Ffn::Dense(Mlp::load(vb.pp("mlp"), cfg.hidden_size, cfg.intermediate_size, precision)?)
+            Ffn::Dense(Mlp::load(
+                vb.pp("mlp"),
+                cfg.hidden_size,
+                cfg.intermediate_size,
+                precision,
+            )?)
         };
         Ok(Self {
             input_layernorm: RmsNorm::load(vb.pp("input_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
             self_attn: Attention::load(vb.pp("self_attn"), cfg, precision)?,
-            post_attention_layernorm: RmsNorm::load(vb.pp("post_attention_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
+            post_attention_layernorm: RmsNorm::load(
+                vb.pp("post_attention_layernorm"),
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+            )?,
             ffn,
             index,
         })
@@ -64,7 +73,9 @@ impl DecoderLayer {
     /// `x` `(L, D)` → `(L, D)`; `rope` = the cos/sin tables of the positions; writes this
     /// layer's K/V into `cache`.
     pub fn forward(&self, x: &Tensor, rope: &RopeTables, cache: &mut KvCache, taps: &mut Taps) -> Result<Tensor> {
-        let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache, self.index)?)?;
+        let h = (x + self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, rope, cache, self.index)?)?;
         let n = self.post_attention_layernorm.forward(&h)?;
         let f = match &self.ffn {
             Ffn::Dense(mlp) => mlp.forward(&n)?,
@@ -151,12 +162,20 @@ impl DeepseekV2 {
 
     /// A KV cache sized for this model with room for `max_len` positions.
     pub fn new_cache(&self, max_len: usize) -> crate::Result<KvCache> {
-        KvCache::new(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim, max_len, self.dtype, &self.device)
+        KvCache::new(
+            self.cfg.num_layers,
+            self.cfg.num_kv_heads,
+            self.cfg.head_dim,
+            max_len,
+            self.dtype,
+            &self.device,
+        )
     }
 
     /// Token embeddings: `ids` (any shape of u32) → `(n, D)` rows of `embed_tokens`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        self.embed_tokens.index_select(&ids.flatten_all()?.to_device(&self.device)?, 0)
+        self.embed_tokens
+            .index_select(&ids.flatten_all()?.to_device(&self.device)?, 0)
     }
 
     /// Runs `inputs_embeds` `(L, D)` at positions `cache.len() ..` and returns the f32
@@ -168,7 +187,11 @@ impl DeepseekV2 {
     pub fn forward(&self, inputs_embeds: &Tensor, cache: &mut KvCache, taps: &mut Taps) -> crate::Result<Tensor> {
         let hidden = self.hidden(inputs_embeds, cache, taps)?;
         let len = hidden.dim(0)?;
-        let logits = self.lm_head.forward(&hidden.narrow(0, len - 1, 1)?)?.to_dtype(DType::F32)?.squeeze(0)?;
+        let logits = self
+            .lm_head
+            .forward(&hidden.narrow(0, len - 1, 1)?)?
+            .to_dtype(DType::F32)?
+            .squeeze(0)?;
         if taps.enabled() {
             taps.put("prefill_logits_last", &logits);
             let all = self.logits_all(&hidden)?;
@@ -192,14 +215,21 @@ impl DeepseekV2 {
         let (len, dim) = inputs_embeds.dims2()?;
         if len == 0 || dim != self.cfg.hidden_size {
             return Err(crate::Error::request(
-                format!("decoder input has shape ({len}, {dim}); expected (L > 0, {})", self.cfg.hidden_size),
+                format!(
+                    "decoder input has shape ({len}, {dim}); expected (L > 0, {})",
+                    self.cfg.hidden_size
+                ),
                 "pass one embedding row per prompt position",
             ));
         }
         cache.ensure_room(len)?;
         if cache.num_layers() != self.layers.len() {
             return Err(crate::Error::request(
-                format!("the KV cache has {} layers, the model {}", cache.num_layers(), self.layers.len()),
+                format!(
+                    "the KV cache has {} layers, the model {}",
+                    cache.num_layers(),
+                    self.layers.len()
+                ),
                 "create the cache with DeepseekV2::new_cache",
             ));
         }

@@ -42,7 +42,9 @@ pub fn merge_image_embeddings(text_embeds: &Tensor, image_mask: &[bool], image_e
         return Ok(text_embeds.clone());
     }
     // Stack [text; image] and gather each position from the right half.
-    let image_embeds = image_embeds.to_device(text_embeds.device())?.to_dtype(text_embeds.dtype())?;
+    let image_embeds = image_embeds
+        .to_device(text_embeds.device())?
+        .to_dtype(text_embeds.dtype())?;
     let both = Tensor::cat(&[text_embeds, &image_embeds], 0)?;
     let mut next_image = len as u32;
     let index: Vec<u32> = image_mask

@@ -35,14 +35,30 @@ impl Moe {
     pub fn load(vb: VarBuilder, cfg: &LmConfig, precision: Precision) -> Result<Self> {
         let router = Router::load(vb.pp("gate"), cfg)?;
         let experts = (0..cfg.n_routed_experts)
-            .map(|e| Mlp::load(vb.pp("experts").pp(e), cfg.hidden_size, cfg.moe_intermediate_size, precision))
+            .map(|e| {
+                Mlp::load(
+                    vb.pp("experts").pp(e),
+                    cfg.hidden_size,
+                    cfg.moe_intermediate_size,
+                    precision,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let shared = if cfg.n_shared_experts > 0 {
-            Some(Mlp::load(vb.pp("shared_experts"), cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts, precision)?)
+            Some(Mlp::load(
+                vb.pp("shared_experts"),
+                cfg.hidden_size,
+                cfg.moe_intermediate_size * cfg.n_shared_experts,
+                precision,
+            )?)
         } else {
             None
         };
-        Ok(Self { router, experts, shared })
+        Ok(Self {
+            router,
+            experts,
+            shared,
+        })
     }
 
     /// `x` `(L, D)` → `(L, D)`. Records `moe_l{layer}_topk_weight` / `_topk_idx` in `taps`.
@@ -51,10 +67,20 @@ impl Moe {
         let routing = self.router.route(x)?;
         if taps.enabled() {
             let k = routing.top_k;
-            taps.put(format!("moe_l{layer}_topk_weight"), &Tensor::from_vec(routing.weights.clone(), (len, k), x.device())?);
-            taps.put(format!("moe_l{layer}_topk_idx"), &Tensor::from_vec(routing.ids.clone(), (len, k), x.device())?);
+            taps.put(
+                format!("moe_l{layer}_topk_weight"),
+                &Tensor::from_vec(routing.weights.clone(), (len, k), x.device())?,
+            );
+            taps.put(
+                format!("moe_l{layer}_topk_idx"),
+                &Tensor::from_vec(routing.ids.clone(), (len, k), x.device())?,
+            );
         }
-        let routed = if is_host_f32(x) { self.routed_host(x, &routing)? } else { self.routed(x, &routing)? };
+        let routed = if is_host_f32(x) {
+            self.routed_host(x, &routing)?
+        } else {
+            self.routed(x, &routing)?
+        };
         match &self.shared {
             Some(shared) => routed + shared.forward(x)?,
             None => Ok(routed),

@@ -18,7 +18,10 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// Loads `weight` `(dim)` from `vb`.
     pub fn load(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: vb.get(dim, "weight")?, eps })
+        Ok(Self {
+            weight: vb.get(dim, "weight")?,
+            eps,
+        })
     }
 }
 

@@ -39,7 +39,11 @@ impl Rope {
                 }
             })
             .collect();
-        Self { inv_freq, dtype, device: device.clone() }
+        Self {
+            inv_freq,
+            dtype,
+            device: device.clone(),
+        }
     }
 
     /// The inverse frequencies `f_i`, `i < d/2`.
@@ -69,7 +73,13 @@ impl Rope {
         }
         let cos = Tensor::from_slice(&cos_host, (len, half), &self.device)?.to_dtype(self.dtype)?;
         let sin = Tensor::from_slice(&sin_host, (len, half), &self.device)?.to_dtype(self.dtype)?;
-        Ok(RopeTables { cos, sin, cos_host, sin_host, half })
+        Ok(RopeTables {
+            cos,
+            sin,
+            cos_host,
+            sin_host,
+            half,
+        })
     }
 
     /// Rotates `x` `(1, heads, len, d)` whose rows sit at positions `start ..`.
@@ -125,7 +135,11 @@ mod tests {
     fn bf16_frequencies_match_spec_bit_patterns() {
         // The first and last few of the 64 bit patterns listed in spec §7.3.
         let r = Rope::new(128, 10000.0, RopeFrequencies::Bf16Rounded, DType::F32, &Device::Cpu);
-        let bits: Vec<u16> = r.inv_freq().iter().map(|&f| half::bf16::from_f32(f).to_bits()).collect();
+        let bits: Vec<u16> = r
+            .inv_freq()
+            .iter()
+            .map(|&f| half::bf16::from_f32(f).to_bits())
+            .collect();
         assert_eq!(&bits[..5], &[0x3f80, 0x3f5e, 0x3f40, 0x3f26, 0x3f10]);
         assert_eq!(&bits[60..], &[0x393a, 0x3921, 0x390c, 0x38f2]);
     }
@@ -148,9 +162,15 @@ mod tests {
     fn half_split_rotation_of_one_pair() {
         // d = 4: pairs (0,2) and (1,3). Position 1 rotates pair 0 by angle 1 rad.
         let r = Rope::new(4, 10000.0, RopeFrequencies::F32, DType::F32, &Device::Cpu);
-        let x = Tensor::new(&[1f32, 0., 0., 0.], &Device::Cpu).unwrap().reshape((1, 1, 1, 4)).unwrap();
+        let x = Tensor::new(&[1f32, 0., 0., 0.], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 4))
+            .unwrap();
         let y = r.apply(&x, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6, "{y:?}");
+        assert!(
+            (y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6,
+            "{y:?}"
+        );
         assert!(y[1].abs() < 1e-7 && y[3].abs() < 1e-7, "{y:?}");
     }
 }

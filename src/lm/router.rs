@@ -35,7 +35,11 @@ impl Router {
     /// Loads `weight` `(n_routed_experts, hidden)` from `vb` (`…mlp.gate`).
     pub fn load(vb: VarBuilder, cfg: &LmConfig) -> Result<Self> {
         if cfg.num_experts_per_tok == 0 || cfg.num_experts_per_tok > cfg.n_routed_experts {
-            candle_core::bail!("cannot route to {} of {} experts", cfg.num_experts_per_tok, cfg.n_routed_experts)
+            candle_core::bail!(
+                "cannot route to {} of {} experts",
+                cfg.num_experts_per_tok,
+                cfg.n_routed_experts
+            )
         }
         Ok(Self {
             gate: Linear::load(vb, cfg.hidden_size, cfg.n_routed_experts, false)?,
@@ -76,7 +80,9 @@ pub fn top_k_lowest_index(row: &[f32], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..row.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (row[a], row[b]);
-        y.partial_cmp(&x).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())).then(a.cmp(&b))
+        y.partial_cmp(&x)
+            .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+            .then(a.cmp(&b))
     });
     order.truncate(k);
     order

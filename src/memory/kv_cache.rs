@@ -62,7 +62,10 @@ impl KvCache {
     ) -> Result<Self> {
         let store = if device.is_cpu() && dtype == DType::F32 {
             let n = num_kv_heads * max_len * head_dim;
-            Store::Host { k: (0..num_layers).map(|_| vec![0f32; n]).collect(), v: (0..num_layers).map(|_| vec![0f32; n]).collect() }
+            Store::Host {
+                k: (0..num_layers).map(|_| vec![0f32; n]).collect(),
+                v: (0..num_layers).map(|_| vec![0f32; n]).collect(),
+            }
         } else {
             let shape = (1, num_kv_heads, max_len, head_dim);
             let mut k = Vec::with_capacity(num_layers);
@@ -73,12 +76,26 @@ impl KvCache {
             }
             Store::Tensors { k, v }
         };
-        Ok(Self { store, len: 0, max_len, kv_heads: num_kv_heads, head_dim, dtype, device: device.clone() })
+        Ok(Self {
+            store,
+            len: 0,
+            max_len,
+            kv_heads: num_kv_heads,
+            head_dim,
+            dtype,
+            device: device.clone(),
+        })
     }
 
     /// Bytes held by the cache.
     pub fn bytes(&self) -> u64 {
-        Self::bytes_for(self.num_layers(), self.kv_heads, self.head_dim, self.max_len, self.dtype)
+        Self::bytes_for(
+            self.num_layers(),
+            self.kv_heads,
+            self.head_dim,
+            self.max_len,
+            self.dtype,
+        )
     }
 
     /// Positions already filled (the position of the next token).
@@ -137,7 +154,11 @@ impl KvCache {
     pub fn host_layer_mut(&mut self, layer: usize) -> Option<HostLayer<'_>> {
         match &mut self.store {
             Store::Host { k, v } => match (k.get_mut(layer), v.get_mut(layer)) {
-                (Some(k), Some(v)) => Some(HostLayer { k, v, max_len: self.max_len }),
+                (Some(k), Some(v)) => Some(HostLayer {
+                    k,
+                    v,
+                    max_len: self.max_len,
+                }),
                 _ => None,
             },
             Store::Tensors { .. } => None,
@@ -250,7 +271,15 @@ mod tests {
         assert!(!t.is_host() && t.host_layer_mut(0).is_none());
         let kb = k.to_dtype(DType::BF16).unwrap();
         let (ka, _) = t.write(0, &kb, &kb).unwrap();
-        assert_eq!(ka.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(
+            ka.to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        );
         assert_eq!(t.bytes(), KvCache::bytes_for(1, 2, 3, 4, DType::BF16));
     }
 }

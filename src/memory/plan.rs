@@ -32,7 +32,13 @@ pub struct MemoryPlan {
 impl MemoryPlan {
     /// Predicted peak bytes.
     pub fn total(&self) -> u64 {
-        self.weights + self.kv_cache + self.vision_activations.max(self.lm_activations).max(self.load_transient) + self.overhead
+        self.weights
+            + self.kv_cache
+            + self
+                .vision_activations
+                .max(self.lm_activations)
+                .max(self.load_transient)
+            + self.overhead
     }
 
     /// Fails with a clear error when the plan exceeds `budget` bytes.
@@ -83,7 +89,8 @@ pub fn lm_activation_bytes(cfg: &ModelConfig, len: usize, dtype_size: usize) -> 
     let l = &cfg.lm;
     let q = l.num_heads * l.head_dim;
     let dense = len * (3 * l.hidden_size + 3 * q + 3 * l.intermediate_size);
-    let moe = len * (3 * l.hidden_size + 3 * l.moe_intermediate_size * l.n_shared_experts.max(1) + 2 * l.n_routed_experts);
+    let moe =
+        len * (3 * l.hidden_size + 3 * l.moe_intermediate_size * l.n_shared_experts.max(1) + 2 * l.n_routed_experts);
     let chunk = ATTENTION_QUERY_CHUNK.min(len);
     let attn = 3 * l.num_heads * chunk * len;
     let logits = 2 * l.vocab_size;

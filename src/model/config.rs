@@ -143,14 +143,18 @@ impl<'a> Reader<'a> {
     fn usize_opt(&self, path: &[&str]) -> Result<Option<usize>> {
         match get(self.root, path) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| self.err(&path.join("."), "is not a non-negative integer")),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| self.err(&path.join("."), "is not a non-negative integer")),
         }
     }
     fn usize_or(&self, path: &[&str], default: usize) -> Result<usize> {
         Ok(self.usize_opt(path)?.unwrap_or(default))
     }
     fn usize_req(&self, path: &[&str]) -> Result<usize> {
-        self.usize_opt(path)?.ok_or_else(|| self.err(&path.join("."), "is missing"))
+        self.usize_opt(path)?
+            .ok_or_else(|| self.err(&path.join("."), "is missing"))
     }
     fn f64_or(&self, path: &[&str], default: f64) -> Result<f64> {
         match get(self.root, path) {
@@ -169,7 +173,11 @@ impl<'a> Reader<'a> {
             None => Ok(default.to_vec()),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_u64().map(|x| x as usize).ok_or_else(|| self.err(&path.join("."), "holds a non-integer")))
+                .map(|x| {
+                    x.as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| self.err(&path.join("."), "holds a non-integer"))
+                })
                 .collect(),
             Some(_) => Err(self.err(&path.join("."), "is not a list")),
         }
@@ -180,10 +188,19 @@ impl ModelConfig {
     /// Reads `config.json` from a file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::model(path, format!("cannot read config.json: {e}"), "point --model at a DeepSeek-OCR model folder (config.json, *.safetensors, tokenizer.json)")
+            Error::model(
+                path,
+                format!("cannot read config.json: {e}"),
+                "point --model at a DeepSeek-OCR model folder (config.json, *.safetensors, tokenizer.json)",
+            )
         })?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::model(path, format!("config.json is not valid JSON: {e}"), "re-download config.json"))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            Error::model(
+                path,
+                format!("config.json is not valid JSON: {e}"),
+                "re-download config.json",
+            )
+        })?;
         Self::from_value(&value, path)
     }
 
@@ -262,14 +279,23 @@ impl ModelConfig {
             routed_scaling_factor: r.f64_or(&p(&l, "routed_scaling_factor"), 1.0)?,
         };
         if r.bool_or(&p(&l, "use_mla"), false)? {
-            return Err(r.err("language_config.use_mla", "is true; only the MHA decoder of DeepSeek-OCR is supported"));
+            return Err(r.err(
+                "language_config.use_mla",
+                "is true; only the MHA decoder of DeepSeek-OCR is supported",
+            ));
         }
         let tokens = TokenIds {
             bos: r.usize_or(&p(&l, "bos_token_id"), 0)? as u32,
             eos: r.usize_or(&p(&l, "eos_token_id"), 1)? as u32,
             image: r.usize_or(&["mini", "tokens", "image_token_id"], 128815)? as u32,
         };
-        let cfg = ModelConfig { sam, clip, projector, lm, tokens };
+        let cfg = ModelConfig {
+            sam,
+            clip,
+            projector,
+            lm,
+            tokens,
+        };
         cfg.check(file)?;
         Ok(cfg)
     }
@@ -277,13 +303,22 @@ impl ModelConfig {
     fn check(&self, file: &Path) -> Result<()> {
         let bad = |what: String| Error::model(file, what, "fix config.json so that its widths agree with each other");
         if self.sam.heads == 0 || !self.sam.width.is_multiple_of(self.sam.heads) {
-            return Err(bad(format!("SAM width {} is not divisible by its {} heads", self.sam.width, self.sam.heads)));
+            return Err(bad(format!(
+                "SAM width {} is not divisible by its {} heads",
+                self.sam.width, self.sam.heads
+            )));
         }
         if self.clip.heads == 0 || !self.clip.width.is_multiple_of(self.clip.heads) {
-            return Err(bad(format!("CLIP width {} is not divisible by its {} heads", self.clip.width, self.clip.heads)));
+            return Err(bad(format!(
+                "CLIP width {} is not divisible by its {} heads",
+                self.clip.width, self.clip.heads
+            )));
         }
         if self.sam.net3_chans != self.clip.width {
-            return Err(bad(format!("SAM output channels {} differ from the CLIP width {}", self.sam.net3_chans, self.clip.width)));
+            return Err(bad(format!(
+                "SAM output channels {} differ from the CLIP width {}",
+                self.sam.net3_chans, self.clip.width
+            )));
         }
         if self.projector.input_dim != self.clip.width + self.sam.net3_chans {
             return Err(bad(format!(
@@ -293,7 +328,10 @@ impl ModelConfig {
             )));
         }
         if self.projector.n_embed != self.lm.hidden_size {
-            return Err(bad(format!("projector n_embed {} differs from the LM hidden size {}", self.projector.n_embed, self.lm.hidden_size)));
+            return Err(bad(format!(
+                "projector n_embed {} differs from the LM hidden size {}",
+                self.projector.n_embed, self.lm.hidden_size
+            )));
         }
         if self.lm.num_experts_per_tok > self.lm.n_routed_experts && self.lm.n_routed_experts > 0 {
             return Err(bad("num_experts_per_tok exceeds n_routed_experts".into()));
@@ -304,8 +342,11 @@ impl ModelConfig {
     /// The configuration of the real DeepSeek-OCR checkpoint (used for random-weight benchmarks
     /// when no config.json is at hand).
     pub fn deepseek_ocr() -> Self {
-        Self::from_value(&serde_json::from_str(REAL_CONFIG_JSON).expect("built-in config is valid JSON"), Path::new("<built-in>"))
-            .expect("built-in config is consistent")
+        Self::from_value(
+            &serde_json::from_str(REAL_CONFIG_JSON).expect("built-in config is valid JSON"),
+            Path::new("<built-in>"),
+        )
+        .expect("built-in config is consistent")
     }
 }
 
@@ -344,7 +385,9 @@ mod tests {
     #[test]
     fn missing_field_is_named() {
         let v: Value = serde_json::json!({"language_config": {"hidden_size": 8}});
-        let e = ModelConfig::from_value(&v, Path::new("x/config.json")).unwrap_err().to_string();
+        let e = ModelConfig::from_value(&v, Path::new("x/config.json"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("num_attention_heads"), "{e}");
         assert!(e.contains("x/config.json"), "{e}");
     }

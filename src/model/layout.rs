@@ -35,7 +35,11 @@ struct Specs(Vec<TensorSpec>);
 
 impl Specs {
     fn add(&mut self, name: String, shape: &[usize], init: Init) {
-        self.0.push(TensorSpec { name, shape: shape.to_vec(), init });
+        self.0.push(TensorSpec {
+            name,
+            shape: shape.to_vec(),
+            init,
+        });
     }
     fn linear(&mut self, prefix: &str, out: usize, inp: usize, bias: bool) {
         self.add(format!("{prefix}.weight"), &[out, inp], Init::Weight { fan_in: inp });
@@ -50,7 +54,11 @@ impl Specs {
         }
     }
     fn conv(&mut self, name: &str, out: usize, inp: usize, k: usize) {
-        self.add(name.to_string(), &[out, inp, k, k], Init::Weight { fan_in: inp * k * k });
+        self.add(
+            name.to_string(),
+            &[out, inp, k, k],
+            Init::Weight { fan_in: inp * k * k },
+        );
     }
 }
 
@@ -68,9 +76,21 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
         s.norm(&format!("{b}.norm1"), sam.width, true);
         s.linear(&format!("{b}.attn.qkv"), 3 * sam.width, sam.width, true);
         s.linear(&format!("{b}.attn.proj"), sam.width, sam.width, true);
-        let size = if sam.global_attn_indexes.contains(&i) { g } else { sam.window_size };
-        s.add(format!("{b}.attn.rel_pos_h"), &[2 * size - 1, sam.head_dim()], Init::RelPos);
-        s.add(format!("{b}.attn.rel_pos_w"), &[2 * size - 1, sam.head_dim()], Init::RelPos);
+        let size = if sam.global_attn_indexes.contains(&i) {
+            g
+        } else {
+            sam.window_size
+        };
+        s.add(
+            format!("{b}.attn.rel_pos_h"),
+            &[2 * size - 1, sam.head_dim()],
+            Init::RelPos,
+        );
+        s.add(
+            format!("{b}.attn.rel_pos_w"),
+            &[2 * size - 1, sam.head_dim()],
+            Init::RelPos,
+        );
         s.norm(&format!("{b}.norm2"), sam.width, true);
         s.linear(&format!("{b}.mlp.lin1"), sam.mlp_dim, sam.width, true);
         s.linear(&format!("{b}.mlp.lin2"), sam.width, sam.mlp_dim, true);
@@ -84,9 +104,17 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
 
     let clip = &cfg.clip;
     let cp = "model.vision_model";
-    s.add(format!("{cp}.embeddings.class_embedding"), &[clip.width], Init::Embedding);
+    s.add(
+        format!("{cp}.embeddings.class_embedding"),
+        &[clip.width],
+        Init::Embedding,
+    );
     s.conv(&format!("{cp}.embeddings.patch_embedding.weight"), clip.width, 3, 14);
-    s.add(format!("{cp}.embeddings.position_embedding.weight"), &[clip.num_positions, clip.width], Init::Position);
+    s.add(
+        format!("{cp}.embeddings.position_embedding.weight"),
+        &[clip.num_positions, clip.width],
+        Init::Position,
+    );
     s.norm(&format!("{cp}.pre_layrnorm"), clip.width, true);
     for i in 0..clip.layers {
         let b = format!("{cp}.transformer.layers.{i}");
@@ -97,7 +125,12 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
         s.linear(&format!("{b}.mlp.fc1"), clip.ffn_dim, clip.width, true);
         s.linear(&format!("{b}.mlp.fc2"), clip.width, clip.ffn_dim, true);
     }
-    s.linear("model.projector.layers", cfg.projector.n_embed, cfg.projector.input_dim, true);
+    s.linear(
+        "model.projector.layers",
+        cfg.projector.n_embed,
+        cfg.projector.input_dim,
+        true,
+    );
     s.add("model.image_newline".into(), &[cfg.projector.n_embed], Init::Embedding);
     s.add("model.view_seperator".into(), &[cfg.projector.n_embed], Init::Embedding);
 
@@ -115,7 +148,11 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
         s.linear(&format!("{b}.self_attn.v_proj"), kvd, d, false);
         s.linear(&format!("{b}.self_attn.o_proj"), d, qd, false);
         if lm.is_moe_layer(i) {
-            s.add(format!("{b}.mlp.gate.weight"), &[lm.n_routed_experts, d], Init::Weight { fan_in: d });
+            s.add(
+                format!("{b}.mlp.gate.weight"),
+                &[lm.n_routed_experts, d],
+                Init::Weight { fan_in: d },
+            );
             let m = lm.moe_intermediate_size;
             for e in 0..lm.n_routed_experts {
                 let p = format!("{b}.mlp.experts.{e}");
@@ -144,7 +181,10 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
 
 /// Total number of parameters of a checkpoint with this configuration.
 pub fn parameter_count(cfg: &ModelConfig) -> u64 {
-    checkpoint_tensors(cfg).iter().map(|t| t.shape.iter().product::<usize>() as u64).sum()
+    checkpoint_tensors(cfg)
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>() as u64)
+        .sum()
 }
 
 #[cfg(test)]

@@ -33,7 +33,10 @@ pub fn init_scale(init: Init) -> (f32, f32) {
 
 fn header(specs: &[TensorSpec]) -> Vec<u8> {
     let mut map = serde_json::Map::new();
-    map.insert("__metadata__".into(), serde_json::json!({"format": "pt", "generator": "deepseek-ocr random-checkpoint"}));
+    map.insert(
+        "__metadata__".into(),
+        serde_json::json!({"format": "pt", "generator": "deepseek-ocr random-checkpoint"}),
+    );
     let mut offset = 0usize;
     for t in specs {
         let bytes = t.shape.iter().product::<usize>() * 2;
@@ -105,16 +108,31 @@ pub fn write_placeholder_tokenizer(config: &ModelConfig, out_dir: &Path) -> Resu
     ]
     .into_iter()
     .chain(
-        ["<image>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>", "<|grounding|>", "<td>", "</td>", "<tr>", "</tr>"]
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (image + i, s.to_string())),
+        [
+            "<image>",
+            "<|ref|>",
+            "<|/ref|>",
+            "<|det|>",
+            "<|/det|>",
+            "<|grounding|>",
+            "<td>",
+            "</td>",
+            "<tr>",
+            "</tr>",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (image + i, s.to_string())),
     )
     .filter(|(id, _)| *id < vocab_size)
     .collect();
     let mut vocab = serde_json::Map::new();
     for id in 0..vocab_size {
-        let tok = specials.iter().find(|(i, _)| *i == id).map(|(_, s)| s.clone()).unwrap_or_else(|| format!("<t{id}>"));
+        let tok = specials
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| format!("<t{id}>"));
         vocab.insert(tok, serde_json::json!(id));
     }
     let added: Vec<serde_json::Value> = specials
@@ -132,7 +150,8 @@ pub fn write_placeholder_tokenizer(config: &ModelConfig, out_dir: &Path) -> Resu
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<t3>"}
     });
     let path = out_dir.join("tokenizer.json");
-    let text = serde_json::to_string(&tok).map_err(|e| Error::request(format!("tokenizer JSON: {e}"), "report a bug"))?;
+    let text =
+        serde_json::to_string(&tok).map_err(|e| Error::request(format!("tokenizer JSON: {e}"), "report a bug"))?;
     std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     Ok(path)
 }

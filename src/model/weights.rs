@@ -64,10 +64,18 @@ impl Weights {
         let files = if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                Error::model(&index, format!("not valid JSON: {e}"), "re-download model.safetensors.index.json")
+                Error::model(
+                    &index,
+                    format!("not valid JSON: {e}"),
+                    "re-download model.safetensors.index.json",
+                )
             })?;
             let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-                Error::model(&index, "has no `weight_map` object", "re-download model.safetensors.index.json")
+                Error::model(
+                    &index,
+                    "has no `weight_map` object",
+                    "re-download model.safetensors.index.json",
+                )
             })?;
             let mut names: Vec<String> = map.values().filter_map(|s| s.as_str().map(String::from)).collect();
             names.sort();
@@ -76,7 +84,11 @@ impl Weights {
         } else {
             let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
                 .map_err(|e| {
-                    Error::model(dir, format!("cannot read the model folder: {e}"), "pass a folder that holds config.json and the .safetensors weights")
+                    Error::model(
+                        dir,
+                        format!("cannot read the model folder: {e}"),
+                        "pass a folder that holds config.json and the .safetensors weights",
+                    )
                 })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
@@ -100,13 +112,21 @@ impl Weights {
         let mut entries = HashMap::new();
         for (fi, path) in paths.iter().enumerate() {
             let f = std::fs::File::open(path).map_err(|e| {
-                Error::model(path, format!("cannot open weights file: {e}"), "check that the file exists and is readable")
+                Error::model(
+                    path,
+                    format!("cannot open weights file: {e}"),
+                    "check that the file exists and is readable",
+                )
             })?;
             // SAFETY: the file is opened read-only; like every mmap-based loader we rely on
             // nobody truncating the checkpoint while it is in use.
             let mmap = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
             let corrupt = |msg: String| {
-                Error::model(path, format!("not a valid safetensors file: {msg}"), "the file is truncated or corrupt; download it again")
+                Error::model(
+                    path,
+                    format!("not a valid safetensors file: {msg}"),
+                    "the file is truncated or corrupt; download it again",
+                )
             };
             if mmap.len() < 8 {
                 return Err(corrupt(format!("only {} bytes long", mmap.len())));
@@ -117,18 +137,41 @@ impl Weights {
             for (name, info) in meta.tensors() {
                 let (start, end) = info.data_offsets;
                 if end > data_len || start > end {
-                    return Err(corrupt(format!("tensor `{name}` ends at byte {end} of a {data_len}-byte data section")));
+                    return Err(corrupt(format!(
+                        "tensor `{name}` ends at byte {end} of a {data_len}-byte data section"
+                    )));
                 }
-                let dtype = st_dtype(info.dtype).ok_or_else(|| corrupt(format!("tensor `{name}` has unsupported dtype {:?}", info.dtype)))?;
+                let dtype = st_dtype(info.dtype)
+                    .ok_or_else(|| corrupt(format!("tensor `{name}` has unsupported dtype {:?}", info.dtype)))?;
                 let numel: usize = info.shape.iter().product();
                 if numel * dtype.size_in_bytes() != end - start {
-                    return Err(corrupt(format!("tensor `{name}` has {} bytes for shape {:?}", end - start, info.shape)));
+                    return Err(corrupt(format!(
+                        "tensor `{name}` has {} bytes for shape {:?}",
+                        end - start,
+                        info.shape
+                    )));
                 }
-                entries.insert(name.clone(), TensorEntry { file: fi, dtype, shape: info.shape.clone(), start, end });
+                entries.insert(
+                    name.clone(),
+                    TensorEntry {
+                        file: fi,
+                        dtype,
+                        shape: info.shape.clone(),
+                        start,
+                        end,
+                    },
+                );
             }
-            files.push(File { path: path.clone(), mmap, data_start });
+            files.push(File {
+                path: path.clone(),
+                mmap,
+                data_start,
+            });
         }
-        Ok(Weights { files: Arc::new(files), entries: Arc::new(entries) })
+        Ok(Weights {
+            files: Arc::new(files),
+            entries: Arc::new(entries),
+        })
     }
 
     /// Looks up a tensor's entry.
@@ -160,17 +203,26 @@ impl Weights {
     }
 
     fn tensor_error(&self, name: &str, message: String) -> Error {
-        Error::Tensor { file: self.file_of(name).to_path_buf(), name: name.to_string(), message }
+        Error::Tensor {
+            file: self.file_of(name).to_path_buf(),
+            name: name.to_string(),
+            message,
+        }
     }
 
     /// Loads a tensor, checking its shape, converted to `dtype` on `device`.
     pub fn get(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        let (bytes, e) = self.raw(name).ok_or_else(|| self.tensor_error(name, "is missing".into()))?;
+        let (bytes, e) = self
+            .raw(name)
+            .ok_or_else(|| self.tensor_error(name, "is missing".into()))?;
         if e.shape != shape {
             return Err(self.tensor_error(name, format!("expected shape {shape:?}, found {:?}", e.shape)));
         }
         if !matches!(e.dtype, DType::BF16 | DType::F16 | DType::F32) {
-            return Err(self.tensor_error(name, format!("expected a float tensor (bf16/f16/f32), found {:?}", e.dtype)));
+            return Err(self.tensor_error(
+                name,
+                format!("expected a float tensor (bf16/f16/f32), found {:?}", e.dtype),
+            ));
         }
         let t = Tensor::from_raw_buffer(bytes, e.dtype, &e.shape, &Device::Cpu)?;
         self.release(e);
@@ -192,7 +244,10 @@ impl Weights {
                 // SAFETY: the mapping is a read-only file mapping; MADV_DONTNEED only drops
                 // clean pages from this process (later accesses re-read the file), and no
                 // reference into this range outlives `get` (its bytes were copied).
-                let _ = unsafe { f.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+                let _ = unsafe {
+                    f.mmap
+                        .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
             }
         }
     }
@@ -204,7 +259,14 @@ impl Weights {
 }
 
 impl SimpleBackend for Weights {
-    fn get(&self, s: Shape, name: &str, _h: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         Weights::get(self, name, s.dims(), dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 
@@ -237,9 +299,10 @@ impl Weights {
                     e.shape,
                     spec.shape
                 )),
-                Some(e) if !matches!(e.dtype, DType::BF16 | DType::F16 | DType::F32) => {
-                    problems.push(format!("`{}` has dtype {:?}, expected bf16/f16/f32", spec.name, e.dtype))
-                }
+                Some(e) if !matches!(e.dtype, DType::BF16 | DType::F16 | DType::F32) => problems.push(format!(
+                    "`{}` has dtype {:?}, expected bf16/f16/f32",
+                    spec.name, e.dtype
+                )),
                 Some(_) => {}
             }
         }
@@ -251,7 +314,11 @@ impl Weights {
         let first = self.files.first().map(|f| f.path.clone()).unwrap_or_default();
         Err(Error::model(
             first,
-            format!("{n} tensor(s) do not match config.json: {}{}", problems.join("; "), if n > 10 { "; ..." } else { "" }),
+            format!(
+                "{n} tensor(s) do not match config.json: {}{}",
+                problems.join("; "),
+                if n > 10 { "; ..." } else { "" }
+            ),
             "use the config.json that belongs to these weights, or re-download the model",
         ))
     }

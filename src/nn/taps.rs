@@ -18,7 +18,9 @@ impl Taps {
 
     /// A recorder that keeps every tensor it is given.
     pub fn recording() -> Self {
-        Self { map: Some(BTreeMap::new()) }
+        Self {
+            map: Some(BTreeMap::new()),
+        }
     }
 
     /// Whether tensors are being recorded.

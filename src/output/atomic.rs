@@ -20,7 +20,10 @@ pub const TEMP_MARKER: &str = ".dsocr-tmp";
 fn temp_path(target: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}{TEMP_MARKER}-{}-{n}", std::process::id()))
 }
 
@@ -81,7 +84,10 @@ mod tests {
         write_text(&target, "first").unwrap();
         write_text(&target, "second").unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "second");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.md")]);
     }
 

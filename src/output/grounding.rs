@@ -61,9 +61,13 @@ pub fn parse_refs(text: &str) -> Vec<Ref> {
     while let Some(open) = text[pos..].find(REF_OPEN).map(|i| pos + i) {
         let label_start = open + REF_OPEN.len();
         // No closing tags after this opening tag means none after any later one either.
-        let Some(mid) = text[label_start..].find(REF_CLOSE_DET_OPEN).map(|i| label_start + i) else { break };
+        let Some(mid) = text[label_start..].find(REF_CLOSE_DET_OPEN).map(|i| label_start + i) else {
+            break;
+        };
         let boxes_start = mid + REF_CLOSE_DET_OPEN.len();
-        let Some(close) = text[boxes_start..].find(DET_CLOSE).map(|i| boxes_start + i) else { break };
+        let Some(close) = text[boxes_start..].find(DET_CLOSE).map(|i| boxes_start + i) else {
+            break;
+        };
         let end = close + DET_CLOSE.len();
         refs.push(Ref {
             span: open..end,
@@ -127,5 +131,10 @@ pub fn to_pixels(b: [f64; 4], width: u32, height: u32) -> PixelBox {
     };
     let (x1, x2) = (px(b[0], width), px(b[2], width));
     let (y1, y2) = (px(b[1], height), px(b[3], height));
-    PixelBox { x1: x1.min(x2), y1: y1.min(y2), x2: x1.max(x2), y2: y1.max(y2) }
+    PixelBox {
+        x1: x1.min(x2),
+        y1: y1.min(y2),
+        x2: x1.max(x2),
+        y2: y1.max(y2),
+    }
 }

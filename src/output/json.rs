@@ -53,7 +53,11 @@ impl From<&Timings> for TimingsJson {
             prefill_ms: ms(t.prefill),
             decode_ms: ms(t.decode),
             total_ms: ms(t.preprocess + t.vision + t.prefill + t.decode),
-            decode_tokens_per_s: if decode_s > 0.0 { t.decode_tokens as f64 / decode_s } else { 0.0 },
+            decode_tokens_per_s: if decode_s > 0.0 {
+                t.decode_tokens as f64 / decode_s
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -94,11 +98,18 @@ impl PageJson {
             .flat_map(|r| {
                 r.boxes.into_iter().map(move |b| {
                     let p: PixelBox = grounding::to_pixels(b, w, h);
-                    BoxJson { label: r.label.clone(), bbox: [p.x1, p.y1, p.x2, p.y2], bbox_norm: b }
+                    BoxJson {
+                        label: r.label.clone(),
+                        bbox: [p.x1, p.y1, p.x2, p.y2],
+                        bbox_norm: b,
+                    }
                 })
             })
             .collect();
-        let stop = serde_json::to_value(out.stop).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let stop = serde_json::to_value(out.stop)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         Self {
             schema_version: SCHEMA_VERSION,
             source: source.to_string(),
@@ -111,7 +122,11 @@ impl PageJson {
             text: out.text.clone(),
             stop,
             boxes,
-            tokens: TokensJson { prompt: out.prompt_tokens, image: out.image_tokens, generated: out.token_ids.len() },
+            tokens: TokensJson {
+                prompt: out.prompt_tokens,
+                image: out.image_tokens,
+                generated: out.token_ids.len(),
+            },
             timings: TimingsJson::from(&out.timings),
         }
     }

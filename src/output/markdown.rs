@@ -26,7 +26,8 @@ pub struct Rewritten {
 /// four and then three newlines become two, in the same place as the official loop.
 pub fn rewrite(text: &str, link_prefix: &str, collapse_newlines: bool) -> Rewritten {
     let refs = grounding::parse_refs(text);
-    let (images, others): (Vec<Ref>, Vec<Ref>) = refs.into_iter().partition(|r| r.whole.contains("<|ref|>image<|/ref|>"));
+    let (images, others): (Vec<Ref>, Vec<Ref>) =
+        refs.into_iter().partition(|r| r.whole.contains("<|ref|>image<|/ref|>"));
     let mut out = text.to_string();
     for (k, r) in images.iter().enumerate() {
         out = out.replace(&r.whole, &format!("![]({link_prefix}{k}.png)\n"));
@@ -38,7 +39,10 @@ pub fn rewrite(text: &str, link_prefix: &str, collapse_newlines: bool) -> Rewrit
             out = out.replace("\n\n\n\n", "\n\n").replace("\n\n\n", "\n\n");
         }
     }
-    Rewritten { markdown: out, image_refs: images }
+    Rewritten {
+        markdown: out,
+        image_refs: images,
+    }
 }
 
 /// Removes every grounding reference (image ones included): plain text.
@@ -72,7 +76,11 @@ pub fn crop_jobs(image_refs: &[Ref]) -> Vec<CropJob> {
         .enumerate()
         .flat_map(|(ref_index, r)| r.boxes.iter().map(move |b| (ref_index, *b)))
         .enumerate()
-        .map(|(crop_index, (ref_index, norm_box))| CropJob { crop_index, ref_index, norm_box })
+        .map(|(crop_index, (ref_index, norm_box))| CropJob {
+            crop_index,
+            ref_index,
+            norm_box,
+        })
         .collect()
 }
 

@@ -123,10 +123,13 @@ mod reference_tests {
             let y = int8_matmul_reference(&x, &q.values, &q.scales, b, m, n, k).expect("lengths");
             for r in 0..m {
                 for c in 0..n {
-                    let want: f32 = (0..k).map(|i| x[r * k + i] * deq[c * k + i]).sum::<f32>()
-                        + b.map_or(0.0, |b| b[c]);
+                    let want: f32 =
+                        (0..k).map(|i| x[r * k + i] * deq[c * k + i]).sum::<f32>() + b.map_or(0.0, |b| b[c]);
                     let got = y[r * n + c];
-                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "({r},{c}): {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "({r},{c}): {got} vs {want}"
+                    );
                 }
             }
         }

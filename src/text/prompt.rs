@@ -52,7 +52,10 @@ pub fn build_prompt(
 ) -> Result<PromptIds> {
     let text = prompt_text.trim();
     if text.is_empty() {
-        return Err(Error::request("the prompt is empty", "give a prompt such as \"<image>\\nFree OCR.\""));
+        return Err(Error::request(
+            "the prompt is empty",
+            "give a prompt such as \"<image>\\nFree OCR.\"",
+        ));
     }
     let pieces: Vec<&str> = text.split(IMAGE_PLACEHOLDER).collect();
     let n_placeholders = pieces.len() - 1;
@@ -90,7 +93,10 @@ pub fn build_prompt(
     }
     if ids.len() >= max_len {
         return Err(Error::request(
-            format!("the prompt takes {} positions; the limit is {max_len}, which leaves no room to generate", ids.len()),
+            format!(
+                "the prompt takes {} positions; the limit is {max_len}, which leaves no room to generate",
+                ids.len()
+            ),
             "use a smaller image mode or a shorter prompt, or allow more positions",
         ));
     }

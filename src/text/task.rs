@@ -67,7 +67,9 @@ impl FromStr for Task {
             "free" => Ok(Task::Free),
             "figure" => Ok(Task::Figure),
             "describe" => Ok(Task::Describe),
-            _ => Err(format!("unknown task `{s}`: use markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT")),
+            _ => Err(format!(
+                "unknown task `{s}`: use markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT"
+            )),
         }
     }
 }

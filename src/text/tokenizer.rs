@@ -15,7 +15,9 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Tokenizer")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -35,9 +37,16 @@ impl Tokenizer {
             ));
         }
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-            Error::model(path, format!("tokenizer.json cannot be loaded: {e}"), "re-download tokenizer.json (it is corrupt or from an incompatible tokenizers version)")
+            Error::model(
+                path,
+                format!("tokenizer.json cannot be loaded: {e}"),
+                "re-download tokenizer.json (it is corrupt or from an incompatible tokenizers version)",
+            )
         })?;
-        Ok(Self { inner, path: path.to_path_buf() })
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Ids of `text` without special tokens added (no BOS/EOS). Special-token strings that
@@ -88,7 +97,11 @@ impl Tokenizer {
                 format!("`<image>` has id {id} in the tokenizer but the model config expects {expected}"),
                 "use the tokenizer.json that belongs to this checkpoint",
             )),
-            None => Err(Error::model(&self.path, "the tokenizer has no `<image>` token", "use the tokenizer.json of DeepSeek-OCR")),
+            None => Err(Error::model(
+                &self.path,
+                "the tokenizer has no `<image>` token",
+                "use the tokenizer.json of DeepSeek-OCR",
+            )),
         }
     }
 
@@ -98,6 +111,10 @@ impl Tokenizer {
     }
 
     fn failure(&self, what: &str, e: tokenizers::Error) -> Error {
-        Error::model(&self.path, format!("tokenizer failed to {what}: {e}"), "check that tokenizer.json belongs to this model")
+        Error::model(
+            &self.path,
+            format!("tokenizer failed to {what}: {e}"),
+            "check that tokenizer.json belongs to this model",
+        )
     }
 }

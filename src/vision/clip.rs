@@ -48,7 +48,12 @@ impl SelfAttention {
         let (b, t, c) = x.dims3()?;
         let (nh, d) = (self.heads, self.head_dim);
         // qkv channels are [q | k | v], each split into heads of `d` contiguous channels.
-        let qkv = self.qkv_proj.forward(x)?.reshape((b, t, 3, nh, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let qkv = self
+            .qkv_proj
+            .forward(x)?
+            .reshape((b, t, 3, nh, d))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
         let qkv = qkv.reshape((3, b * nh, t, d))?;
         let scale = 1.0 / (d as f64).sqrt();
         let o = if qkv.device().is_cpu() {
@@ -87,7 +92,9 @@ impl Layer {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
-        let m = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?)?;
+        let m = self
+            .fc2
+            .forward(&quick_gelu(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?)?;
         x + m
     }
 }
@@ -118,11 +125,15 @@ impl Clip {
         let tl = vb.pp("transformer").pp("layers");
         Ok(Self {
             class_embedding: emb.get(cfg.width, "class_embedding")?,
-            position_embedding: emb.pp("position_embedding").get((cfg.num_positions, cfg.width), "weight")?,
+            position_embedding: emb
+                .pp("position_embedding")
+                .get((cfg.num_positions, cfg.width), "weight")?,
             pos_grid: grid,
             pos_cache: Mutex::new(HashMap::new()),
             pre_layrnorm: candle_nn::layer_norm(cfg.width, cfg.pre_layer_norm_eps, vb.pp("pre_layrnorm"))?,
-            layers: (0..cfg.layers).map(|i| Layer::load(tl.pp(i), cfg, precision)).collect::<Result<Vec<_>>>()?,
+            layers: (0..cfg.layers)
+                .map(|i| Layer::load(tl.pp(i), cfg, precision))
+                .collect::<Result<Vec<_>>>()?,
         })
     }
 
@@ -139,7 +150,11 @@ impl Clip {
                 Some(t) => t.clone(),
                 None => {
                     let p = self.pos_grid;
-                    let host = self.position_embedding.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                    let host = self
+                        .position_embedding
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?;
                     // Row 0 (CLS) is kept; rows 1.. form the p×p grid that is resampled.
                     let mut out = host[..w].to_vec();
                     out.extend(resize_bicubic_aa(&host[w..], p, p, w, n, n));

@@ -45,7 +45,13 @@ pub fn attention(qkv: &Tensor, bias: Option<RelPosBias>, scale: f64) -> Result<T
     if three != 3 {
         bail!("cpu attention: expected stacked q, k, v, got {:?}", qkv.dims());
     }
-    let shape = AttnShape { heads, kv_heads: heads, q_len: n, kv_len: n, head_dim: d };
+    let shape = AttnShape {
+        heads,
+        kv_heads: heads,
+        q_len: n,
+        kv_len: n,
+        head_dim: d,
+    };
     let qkv = qkv.to_dtype(DType::F32)?.contiguous()?;
     let per = heads * n * d;
     let mut out = vec![0f32; per];
@@ -58,13 +64,21 @@ pub fn attention(qkv: &Tensor, bias: Option<RelPosBias>, scale: f64) -> Result<T
                 let (bh, bq, kh) = b.rel_h.dims3()?;
                 let (_, _, kw) = b.rel_w.dims3()?;
                 if (bh, bq) != (heads, n) {
-                    bail!("cpu attention: rel-pos bias {:?} for {heads} heads of {n} queries", b.rel_h.dims());
+                    bail!(
+                        "cpu attention: rel-pos bias {:?} for {heads} heads of {n} queries",
+                        b.rel_h.dims()
+                    );
                 }
                 let rel_h = b.rel_h.to_dtype(DType::F32)?.contiguous()?;
                 let rel_w = b.rel_w.to_dtype(DType::F32)?.contiguous()?;
                 with_host(&rel_h, "rel_h", |rh| {
                     with_host(&rel_w, "rel_w", |rw| {
-                        let bias = AttnBias::RelPos { rel_h: rh, rel_w: rw, kh, kw };
+                        let bias = AttnBias::RelPos {
+                            rel_h: rh,
+                            rel_w: rw,
+                            kh,
+                            kw,
+                        };
                         kernels::attention(q, k, v, shape, bias, scale as f32, false, &mut out)
                     })
                 })

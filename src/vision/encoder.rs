@@ -58,7 +58,13 @@ impl DeepEncoder {
     /// `global` is the `(1, 3, Sg, Sg)` global view; `tiles` the `(w·h, 3, St, St)` local
     /// tiles in row-major order for a `grid = (w_tiles, h_tiles)`, or `None`. Tiles run as one
     /// batch first, then the global view; the result is local block, global block, separator.
-    pub fn encode(&self, global: &Tensor, tiles: Option<&Tensor>, grid: (usize, usize), taps: &mut Taps) -> Result<Tensor> {
+    pub fn encode(
+        &self,
+        global: &Tensor,
+        tiles: Option<&Tensor>,
+        grid: (usize, usize),
+        taps: &mut Taps,
+    ) -> Result<Tensor> {
         let local = match tiles {
             Some(t) => {
                 let n = t.dim(0)?;

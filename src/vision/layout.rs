@@ -39,7 +39,10 @@ pub fn local_block(proj: &Tensor, grid: (usize, usize), newline: &Tensor) -> Res
     }
     let n = side(t)?;
     // (h, w, n, n, D) → (h, n, w, n, D): tile rows outer, then rows within a tile.
-    let stitched = proj.reshape((ht, wt, n, n, d))?.permute((0, 2, 1, 3, 4))?.reshape((ht * n, wt * n, d))?;
+    let stitched = proj
+        .reshape((ht, wt, n, n, d))?
+        .permute((0, 2, 1, 3, 4))?
+        .reshape((ht * n, wt * n, d))?;
     with_newlines(&stitched, newline)
 }
 

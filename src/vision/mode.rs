@@ -17,11 +17,36 @@ pub struct Mode {
 }
 
 impl Mode {
-    pub const TINY: Mode = Mode { base_size: 512, image_size: 512, crop: false, max_tiles: 9 };
-    pub const SMALL: Mode = Mode { base_size: 640, image_size: 640, crop: false, max_tiles: 9 };
-    pub const BASE: Mode = Mode { base_size: 1024, image_size: 1024, crop: false, max_tiles: 9 };
-    pub const LARGE: Mode = Mode { base_size: 1280, image_size: 1280, crop: false, max_tiles: 9 };
-    pub const GUNDAM: Mode = Mode { base_size: 1024, image_size: 640, crop: true, max_tiles: 9 };
+    pub const TINY: Mode = Mode {
+        base_size: 512,
+        image_size: 512,
+        crop: false,
+        max_tiles: 9,
+    };
+    pub const SMALL: Mode = Mode {
+        base_size: 640,
+        image_size: 640,
+        crop: false,
+        max_tiles: 9,
+    };
+    pub const BASE: Mode = Mode {
+        base_size: 1024,
+        image_size: 1024,
+        crop: false,
+        max_tiles: 9,
+    };
+    pub const LARGE: Mode = Mode {
+        base_size: 1280,
+        image_size: 1280,
+        crop: false,
+        max_tiles: 9,
+    };
+    pub const GUNDAM: Mode = Mode {
+        base_size: 1024,
+        image_size: 640,
+        crop: true,
+        max_tiles: 9,
+    };
 
     /// The official mode name, or `custom`.
     pub fn name(&self) -> &'static str {
@@ -46,7 +71,13 @@ impl Default for Mode {
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            "custom" => write!(f, "custom:{}:{}:{}", self.base_size, self.image_size, if self.crop { "crop" } else { "nocrop" }),
+            "custom" => write!(
+                f,
+                "custom:{}:{}:{}",
+                self.base_size,
+                self.image_size,
+                if self.crop { "crop" } else { "nocrop" }
+            ),
             n => f.write_str(n),
         }
     }
@@ -64,7 +95,8 @@ impl FromStr for Mode {
             "gundam" => Ok(Mode::GUNDAM),
             other => {
                 let parts: Vec<&str> = other.split(':').collect();
-                let bad = || format!("unknown mode `{s}`: use tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop]");
+                let bad =
+                    || format!("unknown mode `{s}`: use tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop]");
                 if parts.len() < 3 || parts[0] != "custom" {
                     return Err(bad());
                 }
@@ -74,7 +106,12 @@ impl FromStr for Mode {
                 if base == 0 || image == 0 || !base.is_multiple_of(64) || !image.is_multiple_of(64) {
                     return Err(format!("mode `{s}`: sizes must be positive multiples of 64"));
                 }
-                Ok(Mode { base_size: base, image_size: image, crop, max_tiles: 9 })
+                Ok(Mode {
+                    base_size: base,
+                    image_size: image,
+                    crop,
+                    max_tiles: 9,
+                })
             }
         }
     }

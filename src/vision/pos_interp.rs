@@ -34,7 +34,11 @@ struct Taps1d {
 fn aa_bicubic_taps(input: usize, output: usize) -> Vec<Taps1d> {
     let scale = input as f32 / output as f32;
     // Downscaling widens the kernel by the scale factor; upscaling keeps it at 2 samples.
-    let (support, inv) = if scale >= 1.0 { (2.0 * scale, 1.0 / scale) } else { (2.0, 1.0) };
+    let (support, inv) = if scale >= 1.0 {
+        (2.0 * scale, 1.0 / scale)
+    } else {
+        (2.0, 1.0)
+    };
     (0..output)
         .map(|o| {
             // The reference mixes f32 values with f64 literals (`+ 0.5`); the f64 steps are
@@ -42,7 +46,9 @@ fn aa_bicubic_taps(input: usize, output: usize) -> Vec<Taps1d> {
             let center = (scale as f64 * (o as f64 + 0.5)) as f32;
             // `as i64` truncates toward zero like the reference's integer cast.
             let lo = (((center - support) as f64 + 0.5) as i64).max(0) as usize;
-            let hi = (((center + support) as f64 + 0.5) as i64).min(input as i64).max(lo as i64) as usize;
+            let hi = (((center + support) as f64 + 0.5) as i64)
+                .min(input as i64)
+                .max(lo as i64) as usize;
             let mut weights: Vec<f32> = (0..hi - lo)
                 .map(|j| cubic(((((j + lo) as f32 - center) as f64 + 0.5) * inv as f64) as f32))
                 .collect();

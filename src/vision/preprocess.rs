@@ -107,7 +107,12 @@ pub fn pad_geometry(w: u32, h: u32, side: u32) -> PadGeometry {
             offset.1 = round_even(before.1);
         }
     }
-    PadGeometry { side, resized, offset, offset_before_rounding: before }
+    PadGeometry {
+        side,
+        resized,
+        offset,
+        offset_before_rounding: before,
+    }
 }
 
 /// Pillow's `ImageOps.pad(image, (side, side), BICUBIC, color=(127,127,127))`.
@@ -157,8 +162,19 @@ pub fn preprocess(img: &RgbImage, mode: Mode) -> Preprocessed {
         GlobalGeometry::Pad(g) => pad(img, g.side),
     };
     let grid = tile_grid(mode, w, h);
-    let tiles = if grid.0 * grid.1 > 1 { cut_tiles(img, grid, mode.image_size as u32) } else { Vec::new() };
-    Preprocessed { global, tiles, grid, num_image_tokens: num_image_tokens(mode, grid), image_size: (w, h), mode }
+    let tiles = if grid.0 * grid.1 > 1 {
+        cut_tiles(img, grid, mode.image_size as u32)
+    } else {
+        Vec::new()
+    };
+    Preprocessed {
+        global,
+        tiles,
+        grid,
+        num_image_tokens: num_image_tokens(mode, grid),
+        image_size: (w, h),
+        mode,
+    }
 }
 
 /// Stretches the page to `grid` tiles of `tile` pixels and cuts them row-major.

@@ -16,7 +16,9 @@ pub struct Projector {
 impl Projector {
     /// Loads from `vb` (= `model.projector`), computed in `precision`.
     pub fn load(vb: VarBuilder, cfg: &ProjectorConfig, precision: Precision) -> Result<Self> {
-        Ok(Self { layers: Linear::load_with(vb.pp("layers"), cfg.input_dim, cfg.n_embed, true, precision)? })
+        Ok(Self {
+            layers: Linear::load_with(vb.pp("layers"), cfg.input_dim, cfg.n_embed, true, precision)?,
+        })
     }
 
     /// CLIP output `(B, 1 + n², W)` and SAM features `(B, C3, n, n)` → `(B, n², D)`.

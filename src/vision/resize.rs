@@ -71,12 +71,21 @@ impl AxisTaps {
                 let wk = if sum != 0.0 { wk / sum } else { wk };
                 let fixed = wk * f64::from(1u32 << PRECISION_BITS);
                 // Round half away from zero, then truncate, as Pillow does.
-                *c = if wk < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
+                *c = if wk < 0.0 {
+                    (fixed - 0.5) as i32
+                } else {
+                    (fixed + 0.5) as i32
+                };
             }
             start.push(lo);
             len.push(n);
         }
-        AxisTaps { start, len, stride, coef }
+        AxisTaps {
+            start,
+            len,
+            stride,
+            coef,
+        }
     }
 
     fn taps(&self, o: usize) -> (usize, &[i32]) {
@@ -222,7 +231,10 @@ mod tests {
                 let (lo, k) = t.taps(x);
                 assert!(lo + k.len() <= i);
                 let s: i32 = k.iter().sum();
-                assert!((s - (1 << PRECISION_BITS)).abs() <= k.len() as i32, "{i}->{o} at {x}: {s}");
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= k.len() as i32,
+                    "{i}->{o} at {x}: {s}"
+                );
             }
         }
     }

@@ -59,8 +59,13 @@ impl Case {
     pub fn load(dir: &Path) -> Case {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-        let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &candle_core::Device::Cpu).unwrap();
-        Case { dir: dir.to_path_buf(), json, tensors }
+        let tensors =
+            candle_core::safetensors::load(dir.join("golden.safetensors"), &candle_core::Device::Cpu).unwrap();
+        Case {
+            dir: dir.to_path_buf(),
+            json,
+            tensors,
+        }
     }
     pub fn name(&self) -> String {
         self.dir.file_name().unwrap().to_string_lossy().into_owned()
@@ -71,16 +76,33 @@ impl Case {
             .unwrap_or_else(|| panic!("no tolerance for {name}")) as f32
     }
     pub fn tensor(&self, name: &str) -> &Tensor {
-        self.tensors.get(name).unwrap_or_else(|| panic!("{}: no golden tensor {name}", self.name()))
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: no golden tensor {name}", self.name()))
     }
 }
 
 /// Max |a - b| after checking shapes.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+    let a = a
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = b
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
 }
 
 /// Asserts `|actual - golden| <= atol` elementwise for a golden tensor of `case`.

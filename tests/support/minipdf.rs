@@ -49,7 +49,8 @@ pub fn make_pdf(pages: usize, encrypt: bool) -> Vec<u8> {
     }
     let mut trailer = format!("<< /Size {} /Root 1 0 R", objects.len() + 1);
     if let Some(e) = encrypt_ref {
-        trailer += &format!(" /Encrypt {e} 0 R /ID [<00112233445566778899aabbccddeeff> <00112233445566778899aabbccddeeff>]");
+        trailer +=
+            &format!(" /Encrypt {e} 0 R /ID [<00112233445566778899aabbccddeeff> <00112233445566778899aabbccddeeff>]");
     }
     trailer += " >>";
     out.extend_from_slice(format!("trailer\n{trailer}\nstartxref\n{xref}\n%%EOF\n").as_bytes());

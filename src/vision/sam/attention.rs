@@ -64,7 +64,12 @@ impl Attention {
         let n = h * w;
         // qkv channels are [q | k | v], each split into heads of `d` contiguous channels;
         // one copy puts them head-major: (3, B·heads, N, d).
-        let qkv = self.qkv.forward(x)?.reshape((b, n, 3, nh, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, n, 3, nh, d))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
         let qkv = qkv.reshape((3, b * nh, n, d))?;
         let rel = self.rel_pos.gathered(h, w)?;
         if rel.resized && taps.enabled() {
@@ -76,7 +81,10 @@ impl Attention {
         } else {
             self.attend_chunked(&qkv, &rel, (h, w))?
         };
-        let o = o.reshape((b, nh, h, w, d))?.permute((0, 2, 3, 1, 4))?.reshape((b, h, w, c))?;
+        let o = o
+            .reshape((b, nh, h, w, d))?
+            .permute((0, 2, 3, 1, 4))?
+            .reshape((b, h, w, c))?;
         self.proj.forward(&o)
     }
 
@@ -112,7 +120,10 @@ impl Attention {
         let rw_t = rel.w.transpose(1, 2)?.contiguous()?;
         let q4 = qkv.get(0)?.reshape((bh, h, w, d))?;
         let (rel_h, rel_w) = self.bias_terms(&q4, &rh_t, &rw_t, 0, h)?;
-        let bias = RelPosBias { rel_h: &rel_h, rel_w: &rel_w };
+        let bias = RelPosBias {
+            rel_h: &rel_h,
+            rel_w: &rel_w,
+        };
         cpu_attention::attention(qkv, Some(bias), 1.0 / (d as f64).sqrt())?.to_dtype(qkv.dtype())
     }
 
@@ -132,7 +143,7 @@ impl Attention {
         for y0 in (0..h).step_by(rows) {
             let r = rows.min(h - y0);
             let qc = q.narrow(1, y0 * w, r * w)?.contiguous()?; // (bh, r·w, d)
-            // Scaling the chunk's queries costs r·w·d instead of a pass over the scores.
+                                                                // Scaling the chunk's queries costs r·w·d instead of a pass over the scores.
             let scores = (&qc * scale)?.matmul(&k_t)?; // (bh, r·w, n)
             let (rel_h, rel_w) = self.bias_terms(&qc.reshape((bh, r, w, d))?, &rh_t, &rw_t, y0, h)?;
             // Keys are flattened row-major: (ky, kx) → ky·w + kx.

@@ -16,7 +16,10 @@ pub fn biased_softmax(scores: &Tensor, rel_h: &Tensor, rel_w: &Tensor) -> Result
         return scores.apply_op3_no_bwd(&rel_h.contiguous()?, &rel_w.contiguous()?, &BiasedSoftmax);
     }
     let (bh, m, n) = scores.dims3()?;
-    let bias = rel_h.unsqueeze(3)?.broadcast_add(&rel_w.unsqueeze(2)?)?.reshape((bh, m, n))?;
+    let bias = rel_h
+        .unsqueeze(3)?
+        .broadcast_add(&rel_w.unsqueeze(2)?)?
+        .reshape((bh, m, n))?;
     candle_nn::ops::softmax_last_dim(&(scores + bias)?)
 }
 
@@ -48,7 +51,12 @@ impl CustomOp3 for BiasedSoftmax {
         let (bh2, m2, kh) = l2.shape().dims3()?;
         let (bh3, m3, kw) = l3.shape().dims3()?;
         if (bh2, m2, bh3, m3) != (bh, m, bh, m) || kh * kw != n {
-            candle_core::bail!("biased_softmax: shapes {:?} {:?} {:?} do not agree", l1.shape(), l2.shape(), l3.shape());
+            candle_core::bail!(
+                "biased_softmax: shapes {:?} {:?} {:?} do not agree",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
         }
         let scores = f32_slice(s1, l1, "scores")?;
         let rel_h = f32_slice(s2, l2, "rel_h")?;
@@ -90,7 +98,10 @@ mod tests {
         let rel_h = Tensor::randn(0f32, 1.0, (3, 5, 4), &dev)?;
         let rel_w = Tensor::randn(0f32, 1.0, (3, 5, 6), &dev)?;
         let fused = biased_softmax(&scores, &rel_h, &rel_w)?;
-        let bias = rel_h.unsqueeze(3)?.broadcast_add(&rel_w.unsqueeze(2)?)?.reshape((3, 5, 24))?;
+        let bias = rel_h
+            .unsqueeze(3)?
+            .broadcast_add(&rel_w.unsqueeze(2)?)?
+            .reshape((3, 5, 24))?;
         let plain = candle_nn::ops::softmax_last_dim(&(scores + bias)?)?;
         let diff = (fused - plain)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff < 1e-6, "max diff {diff}");

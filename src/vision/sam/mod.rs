@@ -46,7 +46,9 @@ impl Sam {
             candle_core::bail!("SAM patch size must be positive");
         }
         let p = cfg.pos_grid();
-        let blocks = (0..cfg.depth).map(|i| Block::load(vb.pp("blocks").pp(i), cfg, i, precision)).collect::<Result<Vec<_>>>()?;
+        let blocks = (0..cfg.depth)
+            .map(|i| Block::load(vb.pp("blocks").pp(i), cfg, i, precision))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             patch_embed: PatchEmbed::load(vb.pp("patch_embed"), 3, cfg.width, cfg.patch_size, precision)?,
             pos_embed: vb.get((1, p, p, cfg.width), "pos_embed")?,
@@ -74,7 +76,8 @@ impl Sam {
                     let e = self.cfg.width;
                     let host = self.pos_embed.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                     let out = resize_bicubic_aa(&host, p, p, e, g, g);
-                    let t = Tensor::from_vec(out, (1, g, g, e), self.pos_embed.device())?.to_dtype(self.pos_embed.dtype())?;
+                    let t = Tensor::from_vec(out, (1, g, g, e), self.pos_embed.device())?
+                        .to_dtype(self.pos_embed.dtype())?;
                     cache.insert(g, t.clone());
                     t
                 }
@@ -93,7 +96,11 @@ impl Sam {
     pub fn forward(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
         let (_, c, hgt, wid) = x.dims4()?;
         if c != 3 || hgt != wid || hgt < self.cfg.patch_size {
-            candle_core::bail!("SAM expects square (B, 3, S, S) views with S >= {}, got {:?}", self.cfg.patch_size, x.dims());
+            candle_core::bail!(
+                "SAM expects square (B, 3, S, S) views with S >= {}, got {:?}",
+                self.cfg.patch_size,
+                x.dims()
+            );
         }
         let x = self.patch_embed.forward(x)?;
         taps.put("dbg_sam_patch_embed", &x);

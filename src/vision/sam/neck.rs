@@ -44,7 +44,11 @@ impl Module for LayerNorm2d {
 }
 
 fn conv(vb: VarBuilder, cin: usize, cout: usize, k: usize, stride: usize) -> Result<Conv2d> {
-    let cfg = Conv2dConfig { padding: k / 2, stride, ..Default::default() };
+    let cfg = Conv2dConfig {
+        padding: k / 2,
+        stride,
+        ..Default::default()
+    };
     candle_nn::conv2d_no_bias(cin, cout, k, cfg, vb)
 }
 
@@ -81,7 +85,11 @@ impl Neck {
     /// Channels-last `(B, G, G, E)` → `(B, C3, G/4, G/4)`; taps `dbg_sam_neck` and
     /// `dbg_sam_net2` (NCHW).
     pub fn forward(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
-        let x = self.norm1.forward(&self.conv1.forward(x)?)?.permute((0, 3, 1, 2))?.contiguous()?;
+        let x = self
+            .norm1
+            .forward(&self.conv1.forward(x)?)?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
         let x = self.norm2.forward(&self.conv2.forward(&x)?)?;
         taps.put("dbg_sam_neck", &x);
         let x = self.net_2.forward(&x)?;

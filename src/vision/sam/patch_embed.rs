@@ -24,9 +24,15 @@ impl PatchEmbed {
     pub fn load(vb: VarBuilder, in_chans: usize, dim: usize, patch: usize, precision: Precision) -> Result<Self> {
         let vb = vb.pp("proj");
         // Conv weight (E, C, p, p) flattened in the (c, ky, kx) order of a patch row below.
-        let weight = vb.get((dim, in_chans, patch, patch), "weight")?.reshape((dim, in_chans * patch * patch))?;
+        let weight = vb
+            .get((dim, in_chans, patch, patch), "weight")?
+            .reshape((dim, in_chans * patch * patch))?;
         let bias = vb.get(dim, "bias")?;
-        Ok(Self { proj: Linear::from_tensors_with(weight, Some(bias), precision)?, in_chans, patch })
+        Ok(Self {
+            proj: Linear::from_tensors_with(weight, Some(bias), precision)?,
+            in_chans,
+            patch,
+        })
     }
 }
 
@@ -40,7 +46,11 @@ impl Module for PatchEmbed {
         }
         let (gh, gw) = (hgt / p, wid / p);
         // A strided convolution without padding ignores a partial last patch.
-        let x = if gh * p != hgt || gw * p != wid { x.narrow(2, 0, gh * p)?.narrow(3, 0, gw * p)? } else { x.clone() };
+        let x = if gh * p != hgt || gw * p != wid {
+            x.narrow(2, 0, gh * p)?.narrow(3, 0, gw * p)?
+        } else {
+            x.clone()
+        };
         let patches = x
             .reshape((b, c, gh, p, gw, p))?
             .permute((0, 2, 4, 1, 3, 5))?

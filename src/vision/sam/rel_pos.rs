@@ -51,7 +51,11 @@ impl RelPos {
         }
         let (gh, rh) = gather(&self.table_h, h)?;
         let (gw, rw) = gather(&self.table_w, w)?;
-        let g = Gathered { h: gh, w: gw, resized: rh || rw };
+        let g = Gathered {
+            h: gh,
+            w: gw,
+            resized: rh || rw,
+        };
         cache.insert((h, w), g.clone());
         Ok(g)
     }
@@ -62,7 +66,11 @@ fn gather(table: &Tensor, size: usize) -> Result<(Tensor, bool)> {
     let (len, c) = table.dims2()?;
     let need = 2 * size - 1;
     let host = table.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let (host, resized) = if len == need { (host, false) } else { (resize_linear(&host, len, c, need), true) };
+    let (host, resized) = if len == need {
+        (host, false)
+    } else {
+        (resize_linear(&host, len, c, need), true)
+    };
     let mut out = Vec::with_capacity(size * size * c);
     for q in 0..size {
         for k in 0..size {

@@ -11,7 +11,11 @@ pub fn partition(x: &Tensor, ws: usize) -> Result<(Tensor, (usize, usize))> {
     let (b, h, w, c) = x.dims4()?;
     let pad_h = (ws - h % ws) % ws;
     let pad_w = (ws - w % ws) % ws;
-    let x = if pad_h > 0 { x.pad_with_zeros(1, 0, pad_h)? } else { x.clone() };
+    let x = if pad_h > 0 {
+        x.pad_with_zeros(1, 0, pad_h)?
+    } else {
+        x.clone()
+    };
     let x = if pad_w > 0 { x.pad_with_zeros(2, 0, pad_w)? } else { x };
     let (hp, wp) = (h + pad_h, w + pad_w);
     let windows = x
@@ -52,9 +56,15 @@ mod tests {
         assert_eq!(padded, (8, 8));
         assert_eq!(win.dims(), &[8, 4, 4, 3]);
         // The second window of the first image starts at column 4 of row 0.
-        assert_eq!(win.get(1)?.get(0)?.get(0)?.to_vec1::<f32>()?, x.get(0)?.get(0)?.get(4)?.to_vec1::<f32>()?);
+        assert_eq!(
+            win.get(1)?.get(0)?.get(0)?.to_vec1::<f32>()?,
+            x.get(0)?.get(0)?.get(4)?.to_vec1::<f32>()?
+        );
         let back = unpartition(&win, 4, padded, (5, 7))?;
-        assert_eq!(back.flatten_all()?.to_vec1::<f32>()?, x.flatten_all()?.to_vec1::<f32>()?);
+        assert_eq!(
+            back.flatten_all()?.to_vec1::<f32>()?,
+            x.flatten_all()?.to_vec1::<f32>()?
+        );
         Ok(())
     }
 }
