@@ -105,44 +105,53 @@ pub struct OcrOutput {
 /// Weight memory of a loaded model, computed once from the checkpoint layout.
 #[derive(Debug, Clone, Copy)]
 struct WeightMemory {
-    /// Bytes held after loading (see [`Engine::resident_weights_bytes`]).
+    /// Upper bound of the weight bytes in memory after loading: `owned + mapped`
+    /// (see [`Engine::resident_weights_bytes`]).
     resident: u64,
+    /// Bytes of weights used in place from the memory map (bf16 of a bf16 checkpoint, int8 of
+    /// a converted folder): resident only once touched (an
+    /// expert no token is routed to is never read), so this is an upper bound.
+    mapped: u64,
     /// Largest transient while one tensor loads.
     load_transient: u64,
 }
 
 impl WeightMemory {
-    fn of(config: &ModelConfig, options: &EngineOptions) -> Self {
+    fn of(config: &ModelConfig, options: &EngineOptions, weights: &Weights) -> Self {
         let ds = options.dtype.size_in_bytes() as u64;
         let on_cpu = options.device.is_cpu();
-        // Bytes per element alive while one tensor loads: the bf16 bytes read from the file,
-        // then per precision the converted tensor, the host copy handed to the packer and
-        // the packed result.
-        let transient_per_elem = match options.precision {
-            Precision::F32 => 2 + ds,
-            Precision::Bf16 => 2 + 2 + 2,
-            Precision::Int8 => 2 + 4 + 4 + 1,
-        };
         let mut m = WeightMemory {
             resident: 0,
+            mapped: 0,
             load_transient: 0,
         };
         for t in crate::model::layout::checkpoint_tensors(config) {
             let n: u64 = t.shape.iter().map(|&d| d as u64).product();
-            m.load_transient = m.load_transient.max(n * transient_per_elem);
             let name = t.name.as_str();
             if name.ends_with("embeddings.patch_embedding.weight") {
                 continue;
             }
-            let linear = matches!(t.init, crate::model::layout::Init::Weight { .. })
-                && !name.ends_with("mlp.gate.weight")
-                && (t.shape.len() == 2 || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight"));
-            m.resident += match (linear && on_cpu, options.precision) {
-                (true, Precision::Bf16) => n * 2,
-                // int8 values plus one f32 scale per output row.
-                (true, Precision::Int8) => n + 4 * t.shape[0] as u64,
-                _ => n * ds,
+            let entry = weights.entry(name);
+            let bf16_file = entry.is_some_and(|e| e.dtype == DType::BF16 && !e.int8);
+            let int8_file = entry.is_some_and(|e| e.int8);
+            let in_place_linear = crate::quant::convert::is_int8_linear(name, &t.shape, t.init);
+            let linear =
+                in_place_linear || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight");
+            // (bytes owned after loading, bytes mapped in place, transient per element while
+            // loading: the bytes read from the file, then per precision the converted tensor,
+            // the host copy handed to the packer and the packed result).
+            let (owned, mapped, transient_per_elem) = match (linear && on_cpu, options.precision) {
+                (true, Precision::Bf16) if in_place_linear && bf16_file => (0, n * 2, 0),
+                (true, Precision::Bf16) => (n * 2, 0, 2 + 2 + 2),
+                // A converted file's int8 values are used in place (their scales copied);
+                // otherwise int8 values plus one f32 scale and one offset per output row.
+                (true, Precision::Int8) if in_place_linear && int8_file => (4 * t.shape[0] as u64, n, 0),
+                (true, Precision::Int8) => (n + 8 * t.shape[0] as u64, 0, 2 + 4 + 4 + 1),
+                _ => (n * ds, 0, 2 + ds),
             };
+            m.load_transient = m.load_transient.max(n * transient_per_elem);
+            m.resident += owned + mapped;
+            m.mapped += mapped;
         }
         m
     }
@@ -178,6 +187,16 @@ impl Engine {
         tokenizer.image_token_id(config.tokens.image)?;
         let weights = Weights::from_model_dir(model_dir)?;
         weights.validate(&config)?;
+        if let Some(scheme) = weights.quantization() {
+            if options.precision != Precision::Int8 {
+                tracing::warn!(
+                    "{} holds {scheme} weights converted from another checkpoint: running it in {} is lossy \
+                     (the int8 rounding stays), so results are not parity results; use the original checkpoint for that",
+                    model_dir.display(),
+                    options.precision
+                );
+            }
+        }
         let vb = weights.var_builder(options.dtype, &options.device);
         let encoder = DeepEncoder::load_with(vb.clone(), &config, options.precision)?;
         let lm = DeepseekV2::load_with(
@@ -198,7 +217,7 @@ impl Engine {
         );
         Ok(Engine {
             weights_file_bytes: weights.total_bytes(),
-            weight_memory: WeightMemory::of(&config, &options),
+            weight_memory: WeightMemory::of(&config, &options, &weights),
             config,
             options,
             model_dir: model_dir.to_path_buf(),
@@ -246,8 +265,19 @@ impl Engine {
     /// Bytes of weights the engine holds in memory: linear layers at the chosen precision
     /// (packed), everything else (embeddings, norms, position tables, 3×3 convs, routers)
     /// in the compute dtype; the unused CLIP patch convolution is never loaded.
+    ///
+    /// Weights used in place from the memory map (bf16 linear layers of a bf16 checkpoint)
+    /// are counted in full: an upper bound of the bytes that become resident as they are
+    /// touched ([`Engine::mapped_weights_bytes`]).
     pub fn resident_weights_bytes(&self) -> u64 {
         self.weight_memory.resident
+    }
+
+    /// Bytes of weights used in place from the memory-mapped checkpoint (part of
+    /// [`Engine::resident_weights_bytes`]); they are read from the file only when a product
+    /// first touches them.
+    pub fn mapped_weights_bytes(&self) -> u64 {
+        self.weight_memory.mapped
     }
 
     /// The most positions a page may take (prompt + new tokens): the model's position limit.

@@ -143,7 +143,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "settings     mode {}, {} new tokens, {} run(s), dtype {}, precision {}",
         r.settings.mode, r.settings.new_tokens, r.settings.runs, r.settings.dtype, r.settings.precision
     );
-    println!("load         {:.2} s", r.load_s);
+    println!(
+        "load         {:.2} s warm, {:.2} s cold (page cache dropped); warm-up page after the cold load {:.2} s",
+        r.load_s, r.load_cold_s, r.warmup_page_s
+    );
     let row = |name: &str, s: &bench::Stat, unit: &str| {
         println!("{name:<12} {:.3} {unit} (min {:.3}, max {:.3})", s.median, s.min, s.max)
     };
@@ -154,8 +157,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     row("page", &r.page_s, "s");
     println!("tokens       prompt {} (image {})", r.prompt_tokens, r.image_tokens);
     println!(
-        "memory       weights {} resident ({} on disk), KV cache {}, predicted peak {}, measured peak RSS {}",
+        "memory       weights ≤ {} resident ({} of it mapped in place, touched on use; {} on disk), KV cache {}, predicted peak {}, measured peak RSS {}",
         mb(r.model.resident_weights_bytes),
+        mb(r.model.mapped_weights_bytes),
         mb(r.model.weights_file_bytes),
         mb(r.kv_cache_bytes),
         mb(r.predicted_peak_bytes),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub mod bench;
+pub mod convert;
 pub mod debug_parity;
 pub mod debug_preprocess;
 pub mod debug_random;
@@ -38,6 +39,8 @@ pub enum Command {
     Debug(DebugCommand),
     /// Measure speed and memory (per-stage timings, tokens/s, peak memory).
     Bench(bench::Args),
+    /// Write an int8 copy of a model folder that loads without quantising (`--precision int8`).
+    Convert(convert::Args),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Debug(DebugCommand::RandomCheckpoint(a)) => debug_random::run(a),
         Command::Debug(DebugCommand::Parity(a)) => debug_parity::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Convert(a) => convert::run(a, cli.quiet),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dsocr", &mut std::io::stdout());
             Ok(())

@@ -1,6 +1,7 @@
 //! The memory plan: peak memory of a job, predicted before it starts.
 //!
-//! Peak = resident weights + KV cache (preallocated for the job's maximum length) + the
+//! Peak = weights (owned copies + mapped in place, counted in full as an upper bound) + KV cache
+//! (preallocated for the job's maximum length) + the
 //! largest of the vision and language-model activation peaks and the loading transient + a fixed overhead
 //! (allocator, tokenizer, runtime). The activation terms follow the buffers the forward
 //! passes really allocate; `dsocr bench` prints the prediction beside the measured
@@ -14,7 +15,9 @@ use crate::model::ModelConfig;
 /// Bytes per part of a job.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// Weights held in memory by the engine.
+    /// Weights in memory: the engine's own copies plus the weights used in place from the
+    /// memory map, counted in full (an upper bound: mapped pages become resident only when a
+    /// product touches them, and an expert no token is routed to never does).
     pub weights: u64,
     /// The preallocated KV cache.
     pub kv_cache: u64,

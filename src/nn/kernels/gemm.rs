@@ -153,7 +153,7 @@ where
 }
 
 /// `x` as bf16 bits, `mpad` rows of `kp` (the row stride, ≥ padded K), zero padded.
-fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> {
+pub(crate) fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> {
     let mut a = vec![0u16; mpad * kp];
     a.par_chunks_mut(kp * 16).enumerate().for_each(|(blk, chunk)| {
         for (i, row) in chunk.chunks_mut(kp).enumerate() {
@@ -180,7 +180,7 @@ pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
 }
 
 /// `x` as f32, `m × kp`, zero padded in K.
-fn f32_rows(x: &[f32], m: usize, k: usize, kp: usize) -> Vec<f32> {
+pub(crate) fn f32_rows(x: &[f32], m: usize, k: usize, kp: usize) -> Vec<f32> {
     let mut a = vec![0f32; m * kp];
     for r in 0..m {
         a[r * kp..r * kp + k].copy_from_slice(&x[r * k..(r + 1) * k]);

@@ -52,7 +52,12 @@ impl PackedInt8 {
 
     /// Packs an already quantised weight.
     pub fn pack(q: &QuantizedInt8) -> Self {
-        let (n, k) = (q.n, q.k);
+        Self::pack_parts(&q.values, &q.scales, q.n, q.k)
+    }
+
+    /// Packs row-major int8 `values` (`n·k`) with their per-row `scales` (`n`), as stored;
+    /// also the per-call packing of the in-place INT8 GEMM (`inplace_int8.rs`).
+    pub(crate) fn pack_parts(values: &[i8], scales_in: &[f32], n: usize, k: usize) -> Self {
         let kp = k.div_ceil(K_ALIGN_I8).max(1) * K_ALIGN_I8;
         let panels = n.div_ceil(2 * PANEL).max(1) * 2;
         let ps = PANEL * kp;
@@ -61,12 +66,12 @@ impl PackedInt8 {
         let mut offset = vec![0i32; panels * PANEL];
         for col in 0..n {
             let (p, c) = (col / PANEL, col % PANEL);
-            let src = &q.values[col * k..(col + 1) * k];
+            let src = &values[col * k..(col + 1) * k];
             let dst = &mut data[p * ps..(p + 1) * ps];
             for (kk, v) in src.iter().enumerate() {
                 dst[(kk / 4) * 4 * PANEL + c * 4 + (kk & 3)] = *v;
             }
-            scales[col] = q.scales[col];
+            scales[col] = scales_in[col];
             offset[col] = 128 * src.iter().map(|v| *v as i32).sum::<i32>();
         }
         Self {

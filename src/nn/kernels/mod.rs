@@ -23,11 +23,15 @@ mod portable;
 pub mod attention;
 pub mod gemm;
 pub mod gemv_int8;
+pub mod inplace_bf16;
+pub mod inplace_int8;
 pub mod pack;
 
 pub use attention::{attention, attention_tensors, attention_with, AttnBias, AttnShape};
 pub use gemm::{gemm_bf16, gemm_bf16_with};
 pub use gemv_int8::{gemm_int8, gemm_int8_with, PackedInt8};
+pub use inplace_bf16::{gemm_bf16_inplace, gemm_bf16_inplace_with, InplaceStrategy, RowMajorBf16, WeightBytes};
+pub use inplace_int8::{gemm_int8_inplace, gemm_int8_inplace_with, RowMajorInt8};
 pub use pack::PackedBf16;
 
 use std::sync::atomic::{AtomicU8, Ordering};
