@@ -111,6 +111,10 @@ pub struct Machine {
     pub cpu: String,
     pub threads: usize,
     pub device: String,
+    /// CPU features the kernels detected (e.g. `avx2 fma avx512f/bw/vl avx512bf16 …`).
+    pub cpu_features: String,
+    /// The kernel tier each op ran on (`bf16_gemm`, `int8_gemm`, `attention`).
+    pub kernels: std::collections::BTreeMap<String, String>,
 }
 
 /// What ran.
@@ -294,6 +298,11 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             cpu: cpu_name(),
             threads: rayon::current_num_threads(),
             device: format!("{:?}", opts.engine.device),
+            cpu_features: crate::nn::kernels::cpu_features().names(),
+            kernels: crate::nn::kernels::Op::ALL
+                .iter()
+                .map(|op| (op.label().to_string(), op.active_tier().to_string()))
+                .collect(),
         },
         model: ModelInfo {
             source,

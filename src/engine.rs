@@ -44,7 +44,8 @@ pub struct EngineOptions {
     pub defaults: RunOptions,
     /// Refuse a page whose predicted peak memory exceeds this many bytes.
     pub memory_budget: Option<u64>,
-    /// Weight precision of the linear layers on the CPU: f32 (the parity mode), bf16 or int8.
+    /// Weight precision of the linear layers on the CPU: f32 (the parity mode), bf16 or int8;
+    /// the default is [`Precision::auto`], the fastest tested one on this CPU.
     pub precision: Precision,
 }
 
@@ -55,7 +56,7 @@ impl Default for EngineOptions {
             dtype: DType::F32,
             defaults: RunOptions::default(),
             memory_budget: None,
-            precision: Precision::F32,
+            precision: Precision::auto(),
         }
     }
 }
@@ -137,7 +138,15 @@ impl WeightMemory {
             let linear = matches!(t.init, crate::model::layout::Init::Weight { .. })
                 && !name.ends_with("mlp.gate.weight")
                 && (t.shape.len() == 2 || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight"));
-            m.resident += match (linear && on_cpu, options.precision) {
+            let vision = ["model.sam_model.", "model.vision_model.", "model.projector."]
+                .iter()
+                .any(|p| name.starts_with(p));
+            let precision = if vision {
+                options.precision.for_vision()
+            } else {
+                options.precision
+            };
+            m.resident += match (linear && on_cpu, precision) {
                 (true, Precision::Bf16) => n * 2,
                 // int8 values plus one f32 scale per output row.
                 (true, Precision::Int8) => n + 4 * t.shape[0] as u64,
@@ -179,7 +188,8 @@ impl Engine {
         let weights = Weights::from_model_dir(model_dir)?;
         weights.validate(&config)?;
         let vb = weights.var_builder(options.dtype, &options.device);
-        let encoder = DeepEncoder::load_with(vb.clone(), &config, options.precision)?;
+        // int8 mode keeps the vision encoder in bf16 where this CPU's int8 GEMM is the slower.
+        let encoder = DeepEncoder::load_with(vb.clone(), &config, options.precision.for_vision())?;
         let lm = DeepseekV2::load_with(
             vb,
             &config.lm,
@@ -189,12 +199,14 @@ impl Engine {
             },
         )?;
         tracing::info!(
-            "loaded {} ({:.2} B parameters, {} weights, {} activations on {:?})",
+            "loaded {} ({:.2} B parameters, {} weights (vision {}), {} activations on {:?}; {})",
             model_dir.display(),
             crate::model::layout::parameter_count(&config) as f64 / 1e9,
             options.precision,
+            options.precision.for_vision(),
             format!("{:?}", options.dtype).to_lowercase(),
-            options.device
+            options.device,
+            crate::nn::kernels::tiers_summary()
         );
         Ok(Engine {
             weights_file_bytes: weights.total_bytes(),

@@ -50,8 +50,9 @@ pub struct Args {
     /// Activation dtype: f32 (parity), bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Weight precision of the linear layers on the CPU: f32, bf16 or int8.
-    #[arg(long, default_value = "f32")]
+    /// Weight precision of the linear layers on the CPU: auto (the fastest tested one on this
+    /// CPU), f32 (parity), bf16 or int8.
+    #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
 }
 
