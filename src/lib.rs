@@ -25,6 +25,7 @@ pub mod vision;
 pub mod generate;
 
 pub mod bench;
+pub mod device_plan;
 pub mod engine;
 pub mod parity;
 

@@ -12,6 +12,7 @@ pub mod debug_preprocess;
 pub mod debug_random;
 pub mod model_source;
 pub mod ocr;
+pub mod plan;
 pub mod progress;
 
 /// DeepSeek-OCR in pure Rust: images and PDFs to Markdown with layout boxes.
@@ -38,6 +39,8 @@ pub enum Command {
     Debug(DebugCommand),
     /// Measure speed and memory (per-stage timings, tokens/s, peak memory).
     Bench(bench::Args),
+    /// Device (GPU) memory plan of a job, without a GPU and without loading weights.
+    Plan(plan::Args),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Debug(DebugCommand::RandomCheckpoint(a)) => debug_random::run(a),
         Command::Debug(DebugCommand::Parity(a)) => debug_parity::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Plan(a) => plan::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dsocr", &mut std::io::stdout());
             Ok(())
