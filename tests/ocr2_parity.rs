@@ -276,3 +276,37 @@ fn visual_rows_do_not_depend_on_the_query_table() {
     assert_eq!(max_abs_diff(&half(&before, 0), &half(&after, 0)), 0.0);
     assert!(max_abs_diff(&half(&before, n), &half(&after, n)) > 1e-2);
 }
+
+/// The command line with an OCR-2 model folder: `dsocr debug parity` passes every case, and
+/// `dsocr ocr` produces the reference's greedy ids as text for the default mode.
+#[test]
+fn cli_parity_and_ocr_work_with_the_ocr2_model() {
+    let shared = shared_or_skip!();
+    let mini = shared.join("golden").join(SET);
+    let cases = common::golden_cases_of(&shared, SET);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsocr"))
+        .args(["debug", "parity"])
+        .args(&cases)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches(" 0 failed").count(), cases.len(), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsocr"))
+        .args(["ocr", "--quiet", "--max-tokens", "4", "--model"])
+        .arg(&mini)
+        .arg(mini.join("small_default/input.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    // A mode OCR 2 has no query table for is refused with the supported list.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsocr"))
+        .args(["ocr", "--quiet", "--mode", "tiny", "--model"])
+        .arg(&mini)
+        .arg(mini.join("small_default/input.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DeepSeek-OCR-2"));
+}

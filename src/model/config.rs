@@ -596,7 +596,7 @@ impl ModelConfig {
                     hidden,
                     heads,
                     kv_heads: e.kv_heads.unwrap_or(2),
-                    head_dim: e.head_dim.unwrap_or(if heads > 0 { hidden / heads } else { 0 }),
+                    head_dim: e.head_dim.unwrap_or(hidden.checked_div(heads).unwrap_or(0)),
                     intermediate: e.intermediate.unwrap_or(4864),
                     rope_theta: e.rope_theta.unwrap_or(1_000_000.0),
                     rms_norm_eps: e.rms_norm_eps.unwrap_or(1e-6),

@@ -152,7 +152,8 @@ mod tests {
     #[test]
     fn spec_tile_table() {
         // spec-ocr2 §3.2 examples: (W, H) → grid (w, h), tokens.
-        let table: [((u32, u32), (usize, usize), usize); 16] = [
+        type Row = ((u32, u32), (usize, usize), usize);
+        let table: [Row; 16] = [
             ((640, 480), (1, 1), 257),
             ((768, 768), (1, 1), 257),
             ((760, 700), (1, 1), 257),
