@@ -34,6 +34,6 @@ pub mod cli;
 pub use engine::{Engine, EngineOptions, OcrOutput, RunOptions};
 pub use error::{Error, Result};
 pub use generate::GenerateOptions;
-pub use model::{ModelConfig, Weights};
+pub use model::{ModelConfig, ModelVariant, Weights};
 pub use text::Task;
 pub use vision::Mode;

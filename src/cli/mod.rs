@@ -117,3 +117,15 @@ fn init_tracing(quiet: bool, verbose: bool) {
         .without_time()
         .try_init();
 }
+
+/// Parses a `--variant` value: `ocr` / `deepseek-ocr` or `ocr2` / `deepseek-ocr-2`.
+pub fn parse_variant(s: &str) -> Result<crate::model::ModelVariant, String> {
+    use crate::model::ModelVariant;
+    match s.to_ascii_lowercase().as_str() {
+        "ocr" | "ocr1" | "v1" | "deepseek-ocr" => Ok(ModelVariant::DeepSeekOcr),
+        "ocr2" | "ocr-2" | "v2" | "deepseek-ocr-2" | "deepseek-ocr2" => Ok(ModelVariant::DeepSeekOcr2),
+        _ => Err(format!(
+            "unknown variant `{s}`: use ocr (DeepSeek-OCR) or ocr2 (DeepSeek-OCR-2)"
+        )),
+    }
+}
