@@ -241,10 +241,14 @@ pub fn plan(cfg: &ModelConfig, job: &DeviceJob) -> Result<DevicePlan> {
     // qkv + output in the compute dtype; scores and probabilities of one chunk in f32.
     let sam_global_attention = n * 4 * w * ds + 2 * heads * chunk * n * 4;
     let sam_mlp = n * (2 * w + 2 * s.mlp_dim as u64) * ds;
-    let c = &cfg.clip;
-    // CLIP sees SAM's features after the 4× downsampling of net_2/net_3: (side/64)² + CLS.
-    let t = ((side / 64) * (side / 64) + 1) as u64;
-    let clip = t * (4 * c.width as u64 + 2 * c.ffn_dim as u64) * ds + c.heads as u64 * t.min(chunk) * t * 4 * 2;
+    // CLIP (v1 only) sees SAM's features after the 4× downsampling of net_2/net_3: (side/64)² + CLS.
+    let clip = match cfg.clip() {
+        Some(c) => {
+            let t = ((side / 64) * (side / 64) + 1) as u64;
+            t * (4 * c.width as u64 + 2 * c.ffn_dim as u64) * ds + c.heads as u64 * t.min(chunk) * t * 4 * 2
+        }
+        None => 0,
+    };
     let l = &cfg.lm;
     let len = prompt_tokens as u64;
     let q = (l.num_heads * l.head_dim) as u64;
