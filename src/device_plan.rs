@@ -325,8 +325,9 @@ mod tests {
     }
 
     #[test]
-    fn worst_grid_uses_all_nine_tiles() {
-        // (l·wt + 1)·(l·ht) with l = 10 queries per tile side: 3×3 gives 31·30 = 930 tokens.
-        assert_eq!(worst_grid(Mode::GUNDAM), (3, 3));
+    fn worst_grid_is_the_tall_nine_tile_column() {
+        // (l·wt + 1)·(l·ht) with l = 10 queries per tile side: 1×9 gives 11·90 = 990 tokens,
+        // more than 3×3 (31·30 = 930) or 9×1 (91·10 = 910).
+        assert_eq!(worst_grid(Mode::GUNDAM), (1, 9));
     }
 }
