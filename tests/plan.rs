@@ -26,6 +26,10 @@ fn base_mode_at_full_context_adds_up_from_stated_parts() {
     let int8 = plan(&cfg, &job(Mode::BASE, true)).unwrap();
     // Stated parts: 2 bytes per parameter; KV 12 layers × K,V × 10 heads × 128 × 8192 × 2 bytes.
     assert_eq!(fp16.weights, 2 * 3_336_106_240);
+    assert_eq!(
+        fp16.context_tokens, 8192,
+        "305 prompt + 8192 new tokens are capped at the model's positions"
+    );
     assert_eq!(fp16.kv_cache, 12 * 2 * 10 * 128 * 8192 * 2);
     let parts = fp16.weights
         + fp16.kv_cache
