@@ -39,8 +39,9 @@ pub struct Args {
     /// Sequences decoding together.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Fail (before anything is allocated) when the plan exceeds this many GiB, naming what would fit.
-    #[arg(long, value_parser = parse_budget)]
+    /// Fail (before anything is allocated) when the plan exceeds this many GB (10⁹ bytes, the unit of
+    /// `dsocr ocr --memory-budget`), naming what would fit.
+    #[arg(long, value_name = "GB", value_parser = parse_budget)]
     pub memory_budget: Option<f64>,
     /// Also write the plan as JSON here.
     #[arg(long)]
@@ -63,7 +64,7 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 fn parse_budget(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number of GiB")),
+        _ => Err(format!("`{s}` is not a positive number of GB")),
     }
 }
 
@@ -119,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(b) = args.memory_budget {
-        let budget = (b * (1u64 << 30) as f64) as u64;
+        let budget = (b * 1e9) as u64;
         p.check(budget, &job, &cfg)?;
     }
     Ok(())
