@@ -94,7 +94,7 @@ pub struct DevicePlan {
     pub context_tokens: usize,
     /// Prompt tokens of the job (image tokens + text).
     pub prompt_tokens: usize,
-    /// Largest view side (pixels) and the number of views per page.
+    /// Views per page (the global view plus the tiles).
     pub views: usize,
 }
 
