@@ -1,5 +1,6 @@
 //! The engine: loads a model folder once and runs pages through
-//! preprocessing → DeepEncoder → decoder → text.
+//! preprocessing → vision encoder (DeepEncoder of DeepSeek-OCR or DeepEncoder V2 of
+//! DeepSeek-OCR 2, chosen by config.json) → decoder → text.
 //!
 //! ```no_run
 //! use deepseek_ocr::{Engine, EngineOptions, Task};
@@ -26,10 +27,9 @@ use crate::memory::MemoryPlan;
 use crate::model::{ModelConfig, Weights};
 use crate::nn::{Precision, Taps};
 use crate::text::{build_prompt, Task, Tokenizer};
-use crate::vision::encoder::DeepEncoder;
 use crate::vision::normalize::views_to_tensor;
-use crate::vision::preprocess::{num_image_tokens, preprocess, tile_grid, Preprocessed};
-use crate::vision::Mode;
+use crate::vision::preprocess::Preprocessed;
+use crate::vision::{load_encoder, Mode, VisionEncoder};
 
 pub use crate::generate::StopReason;
 
@@ -164,7 +164,7 @@ pub struct Engine {
     model_dir: PathBuf,
     weights_file_bytes: u64,
     weight_memory: WeightMemory,
-    encoder: DeepEncoder,
+    encoder: Box<dyn VisionEncoder>,
     lm: DeepseekV2,
     tokenizer: Tokenizer,
 }
@@ -189,7 +189,7 @@ impl Engine {
         weights.validate(&config)?;
         let vb = weights.var_builder(options.dtype, &options.device);
         // int8 mode keeps the vision encoder in bf16 where this CPU's int8 GEMM is the slower.
-        let encoder = DeepEncoder::load_with(vb.clone(), &config, options.precision.for_vision())?;
+        let encoder = load_encoder(vb.clone(), &config, options.precision.for_vision())?;
         let lm = DeepseekV2::load_with(
             vb,
             &config.lm,
@@ -199,8 +199,9 @@ impl Engine {
             },
         )?;
         tracing::info!(
-            "loaded {} ({:.2} B parameters, {} weights (vision {}), {} activations on {:?}; {})",
+            "loaded {} ({}, {:.2} B parameters, {} weights (vision {}), {} activations on {:?}; {})",
             model_dir.display(),
+            config.variant(),
             crate::model::layout::parameter_count(&config) as f64 / 1e9,
             options.precision,
             options.precision.for_vision(),
@@ -240,9 +241,15 @@ impl Engine {
         &self.tokenizer
     }
 
-    /// The vision encoder.
-    pub fn encoder(&self) -> &DeepEncoder {
-        &self.encoder
+    /// The vision encoder of the model's variant.
+    pub fn encoder(&self) -> &dyn VisionEncoder {
+        self.encoder.as_ref()
+    }
+
+    /// Cuts a page into the views of `mode` as the model's variant does (OCR 2 maps
+    /// `gundam` onto its 768² tiles and refuses sizes it has no query table for).
+    pub fn preprocess(&self, image: &RgbImage, mode: Mode) -> Result<Preprocessed> {
+        self.encoder.preprocess(image, mode)
     }
 
     /// The language model.
@@ -276,21 +283,14 @@ impl Engine {
     /// The predicted peak memory of running one page of `image_size` with `opts`.
     pub fn memory_plan(&self, opts: &RunOptions, image_size: (u32, u32)) -> Result<MemoryPlan> {
         let (w, h) = image_size;
-        let grid = tile_grid(opts.mode, w, h);
-        let image_tokens = num_image_tokens(opts.mode, grid);
+        let views = self.encoder.view_plan(opts.mode, w, h)?;
         // Prompt text is short; the image tokens dominate. 64 covers every preset.
-        let prompt_len = image_tokens + 64;
+        let prompt_len = views.image_tokens + 64;
         let ds = self.options.dtype.size_in_bytes();
-        let n_tiles = if grid.0 * grid.1 > 1 { grid.0 * grid.1 } else { 0 };
-        let global = if opts.mode.crop {
-            opts.mode.base_size
-        } else {
-            opts.mode.image_size
-        };
-        let vision = vision_activation_bytes(&self.config, global, 1, ds).max(vision_activation_bytes(
+        let vision = vision_activation_bytes(&self.config, views.global_side, 1, ds).max(vision_activation_bytes(
             &self.config,
-            opts.mode.image_size,
-            n_tiles,
+            views.tile_side,
+            views.tiles,
             ds,
         ));
         Ok(MemoryPlan {
@@ -351,7 +351,7 @@ impl Engine {
         plan.check(self.options.memory_budget)?;
 
         let t0 = Instant::now();
-        let pre = preprocess(image, opts.mode);
+        let pre = self.encoder.preprocess(image, opts.mode)?;
         let preprocess_time = t0.elapsed();
 
         let t1 = Instant::now();

@@ -50,7 +50,8 @@ pub struct Args {
     /// Model folder or Hugging Face repo id [default: deepseek-ai/DeepSeek-OCR].
     #[arg(long, value_name = "DIR|HUB_ID")]
     pub model: Option<String>,
-    /// Resolution mode: tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop].
+    /// Resolution mode: tiny, small, base, large, gundam (= dynamic), nocrop768 or custom:BASE:IMAGE[:crop]
+    /// (DeepSeek-OCR-2: gundam, base, nocrop768).
     #[arg(long, default_value = "gundam")]
     pub mode: String,
     /// Task: markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT
