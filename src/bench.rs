@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::engine::{Engine, EngineOptions, OcrOutput, RunOptions};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, NgramGuard};
-use crate::model::config::{ModelConfig, REAL_CONFIG_JSON};
+use crate::model::config::{real_config_json, ModelConfig, ModelVariant};
 use crate::model::random::{write_placeholder_tokenizer, write_random_checkpoint};
 use crate::text::Task;
 use crate::vision::Mode;
@@ -33,6 +33,8 @@ pub enum BenchModel {
         config: Option<PathBuf>,
         cache_dir: PathBuf,
         seed: u64,
+        /// Whose real config to use when `config` is `None`.
+        variant: ModelVariant,
     },
 }
 
@@ -118,6 +120,10 @@ pub struct Machine {
     pub cpu: String,
     pub threads: usize,
     pub device: String,
+    /// CPU features the kernels detected (e.g. `avx2 fma avx512f/bw/vl avx512bf16 …`).
+    pub cpu_features: String,
+    /// The kernel tier each op ran on (`bf16_gemm`, `int8_gemm`, `attention`).
+    pub kernels: std::collections::BTreeMap<String, String>,
 }
 
 /// What ran.
@@ -200,10 +206,16 @@ fn cpu_name() -> String {
 }
 
 /// Makes sure a random checkpoint exists in `cache_dir` (written once) and returns its folder.
-pub fn ensure_random_model(config: Option<&Path>, cache_dir: &Path, seed: u64) -> Result<PathBuf> {
+/// Without `config`, the real config of `variant` is used.
+pub fn ensure_random_model(
+    config: Option<&Path>,
+    variant: ModelVariant,
+    cache_dir: &Path,
+    seed: u64,
+) -> Result<PathBuf> {
     let text = match config {
         Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
-        None => REAL_CONFIG_JSON.to_string(),
+        None => real_config_json(variant).to_string(),
     };
     let cfg = ModelConfig::from_value(
         &serde_json::from_str(&text).map_err(|e| {
@@ -271,9 +283,10 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             config,
             cache_dir,
             seed,
+            variant,
         } => {
             on_progress("preparing random checkpoint");
-            let d = ensure_random_model(config.as_deref(), cache_dir, *seed)?;
+            let d = ensure_random_model(config.as_deref(), *variant, cache_dir, *seed)?;
             (
                 d,
                 format!(
@@ -281,7 +294,7 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
                     config
                         .as_ref()
                         .map(|c| c.display().to_string())
-                        .unwrap_or_else(|| "real config".into())
+                        .unwrap_or_else(|| format!("real {variant} config"))
                 ),
             )
         }
@@ -346,6 +359,11 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             cpu: cpu_name(),
             threads: rayon::current_num_threads(),
             device: format!("{:?}", opts.engine.device),
+            cpu_features: crate::nn::kernels::cpu_features().names(),
+            kernels: crate::nn::kernels::Op::ALL
+                .iter()
+                .map(|op| (op.label().to_string(), op.active_tier().to_string()))
+                .collect(),
         },
         model: ModelInfo {
             source,

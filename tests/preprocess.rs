@@ -395,6 +395,7 @@ fn debug_preprocess_command_writes_the_golden_views() {
         mode: Mode::GUNDAM,
         out: out.path().to_path_buf(),
         compat: Some(Compat::Pillow),
+        variant: deepseek_ocr::ModelVariant::DeepSeekOcr,
     };
     run(args).expect("debug preprocess");
     let g = json(&case.join("golden.json"));
@@ -427,6 +428,7 @@ fn debug_preprocess_command_writes_the_golden_views() {
         mode: Mode::GUNDAM,
         out: out.path().join("x"),
         compat: None,
+        variant: deepseek_ocr::ModelVariant::DeepSeekOcr,
     };
     assert!(run(bad).is_err());
 }

@@ -11,7 +11,7 @@ use crate::vision::Mode;
 /// Arguments.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  dsocr bench --random-weights --mode base --new-tokens 128 --json base.json\n  dsocr bench --model ./DeepSeek-OCR --mode gundam --image page.png --runs 5"
+    after_help = "Examples:\n  dsocr bench --random-weights --mode base --new-tokens 128 --json base.json\n  dsocr bench --random-weights --variant ocr2 --mode gundam\n  dsocr bench --model ./DeepSeek-OCR --mode gundam --image page.png --runs 5"
 )]
 pub struct Args {
     /// Model folder to measure.
@@ -20,9 +20,13 @@ pub struct Args {
     /// Measure a full-size model with random weights (written once to the cache folder).
     #[arg(long)]
     pub random_weights: bool,
-    /// config.json for --random-weights (default: the real DeepSeek-OCR config).
+    /// config.json for --random-weights (default: the real config of --variant).
     #[arg(long, requires = "random_weights")]
     pub config: Option<PathBuf>,
+    /// Model variant of --random-weights without --config: ocr (DeepSeek-OCR) or ocr2
+    /// (DeepSeek-OCR-2).
+    #[arg(long, default_value = "ocr", value_parser = crate::cli::parse_variant, conflicts_with = "config")]
+    pub variant: crate::model::ModelVariant,
     /// Where random checkpoints are kept (default: ~/.cache/deepseek-ocr).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -50,8 +54,9 @@ pub struct Args {
     /// Activation dtype: f32 (parity), bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Weight precision of the linear layers on the CPU: f32, bf16 or int8.
-    #[arg(long, default_value = "f32")]
+    /// Weight precision of the linear layers on the CPU: auto (the fastest tested one on this
+    /// CPU), f32 (parity), bf16 or int8.
+    #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
 }
 
@@ -106,6 +111,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             config: a.config,
             cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),
             seed: 0,
+            variant: a.variant,
         },
         _ => anyhow::bail!("pass --model DIR or --random-weights"),
     };

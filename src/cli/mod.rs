@@ -13,6 +13,7 @@ pub mod debug_preprocess;
 pub mod debug_random;
 pub mod model_source;
 pub mod ocr;
+pub mod plan;
 pub mod progress;
 
 /// DeepSeek-OCR in pure Rust: images and PDFs to Markdown with layout boxes.
@@ -41,6 +42,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Write an int8 copy of a model folder that loads without quantising (`--precision int8`).
     Convert(convert::Args),
+    /// Device (GPU) memory plan of a job, without a GPU and without loading weights.
+    Plan(plan::Args),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Debug(DebugCommand::Parity(a)) => debug_parity::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Convert(a) => convert::run(a, cli.quiet),
+        Command::Plan(a) => plan::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dsocr", &mut std::io::stdout());
             Ok(())
@@ -116,4 +120,16 @@ fn init_tracing(quiet: bool, verbose: bool) {
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+/// Parses a `--variant` value: `ocr` / `deepseek-ocr` or `ocr2` / `deepseek-ocr-2`.
+pub fn parse_variant(s: &str) -> Result<crate::model::ModelVariant, String> {
+    use crate::model::ModelVariant;
+    match s.to_ascii_lowercase().as_str() {
+        "ocr" | "ocr1" | "v1" | "deepseek-ocr" => Ok(ModelVariant::DeepSeekOcr),
+        "ocr2" | "ocr-2" | "v2" | "deepseek-ocr-2" | "deepseek-ocr2" => Ok(ModelVariant::DeepSeekOcr2),
+        _ => Err(format!(
+            "unknown variant `{s}`: use ocr (DeepSeek-OCR) or ocr2 (DeepSeek-OCR-2)"
+        )),
+    }
 }

@@ -50,7 +50,8 @@ pub struct Args {
     /// Model folder or Hugging Face repo id [default: deepseek-ai/DeepSeek-OCR].
     #[arg(long, value_name = "DIR|HUB_ID")]
     pub model: Option<String>,
-    /// Resolution mode: tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop].
+    /// Resolution mode: tiny, small, base, large, gundam (= dynamic), nocrop768 or custom:BASE:IMAGE[:crop]
+    /// (DeepSeek-OCR-2: gundam, base, nocrop768).
     #[arg(long, default_value = "gundam")]
     pub mode: String,
     /// Task: markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT
@@ -78,9 +79,10 @@ pub struct Args {
     /// Compute dtype.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
-    /// Weight precision of the linear layers on the CPU: f32 (exact parity with the
-    /// reference), bf16 (fast) or int8 (fastest decode, least memory).
-    #[arg(long, default_value = "f32")]
+    /// Weight precision of the linear layers on the CPU: auto (the fastest one with a tested
+    /// accuracy bound on this CPU, see `dsocr --version`), f32 (exact parity with the
+    /// reference), bf16 or int8 (fastest decode, least memory).
+    #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
     /// Refuse pages whose predicted peak memory exceeds this many GB (checked before each page).
     #[arg(long, value_name = "GB")]
@@ -551,13 +553,16 @@ impl Ocr {
                 Format::Txt => {
                     let _ = writeln!(lock, "{}", markdown::strip_refs(&out.text));
                 }
-                Format::Json => records.push(PageJson::new(
-                    &source,
-                    page.map(|p| p + 1),
-                    &self.run.mode.to_string(),
-                    &self.run.task.to_string(),
-                    out,
-                )),
+                Format::Json => records.push(
+                    PageJson::new(
+                        &source,
+                        page.map(|p| p + 1),
+                        &self.run.mode.to_string(),
+                        &self.run.task.to_string(),
+                        out,
+                    )
+                    .with_precision(engine.options().precision.name()),
+                ),
             }
         };
         let mut records = Vec::new();
@@ -707,7 +712,8 @@ impl Ocr {
             &self.run.mode.to_string(),
             &self.run.task.to_string(),
             &out,
-        ))
+        )
+        .with_precision(engine.options().precision.name()))
     }
 
     fn run_pdf(&self, engine: &Engine, progress: &Progress, out: &Path, input: &Input) -> Result<()> {

@@ -10,6 +10,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::model::config::VisionTower;
 use crate::model::ModelConfig;
 
 /// Bytes per part of a job.
@@ -81,10 +82,20 @@ pub fn vision_activation_bytes(cfg: &ModelConfig, size: usize, batch: usize, dty
     // Attention scores of one query chunk for all heads (scores + softmax + bias).
     let chunk = ATTENTION_QUERY_CHUNK.min(n);
     let attn = 3 * s.heads * chunk * n + n * 3 * s.width * 2;
-    let c = &cfg.clip;
-    let t = (size / 64) * (size / 64) + 1;
-    let clip = t * (4 * c.width + 2 * c.ffn_dim) + c.heads * t * t * 3;
-    (batch * block.max(attn).max(clip) * dtype_size) as u64
+    let second = match &cfg.vision {
+        VisionTower::Clip(c) => {
+            let t = (size / 64) * (size / 64) + 1;
+            t * (4 * c.width + 2 * c.ffn_dim) + c.heads * t * t * 3
+        }
+        // OCR 2: 2n rows through the Qwen2 layers (residual, normed input, q/k/v and the
+        // attention output, the SwiGLU hidden state ×3), plus one score matrix per head
+        // for the non-CPU path.
+        VisionTower::Qwen2(q) => {
+            let l = 2 * (size / 64) * (size / 64);
+            l * (3 * q.hidden + (2 * q.heads + 2 * q.kv_heads) * q.head_dim + 3 * q.intermediate) + q.heads * l * l
+        }
+    };
+    (batch * block.max(attn).max(second) * dtype_size) as u64
 }
 
 /// Largest transient of the decoder's prefill over `len` tokens.

@@ -26,7 +26,7 @@ use super::gemm::{bf16_rows, f32_rows, to_bf16, Dst, AMX_MIN_M};
 use super::pack::{PackedBf16, K_ALIGN, PANEL};
 #[cfg(target_arch = "x86_64")]
 use super::{amx, avx2, avx512};
-use super::{clamp, portable, KernelPath, SendPtr};
+use super::{portable, KernelPath, Op, SendPtr};
 
 /// Bytes that own a weight's storage (a memory-mapped tensor, or a plain buffer).
 pub trait WeightBytes: AsRef<[u8]> + Send + Sync {}
@@ -156,7 +156,7 @@ pub enum InplaceStrategy {
 
 /// `out = x · Wᵀ + bias` on the active kernel path; see [`gemm_bf16_inplace_with`].
 pub fn gemm_bf16_inplace(x: &[f32], m: usize, w: &RowMajorBf16, bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
-    gemm_bf16_inplace_with(super::active_path(), InplaceStrategy::Auto, x, m, w, bias, out)
+    gemm_bf16_inplace_with(Op::Bf16Gemm.active_tier(), InplaceStrategy::Auto, x, m, w, bias, out)
 }
 
 /// `out (M×N, row-major) = x (M×K, row-major) · Wᵀ + bias (N)` with the row-major weight
@@ -189,8 +189,8 @@ pub fn gemm_bf16_inplace_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let path = clamp(path);
-    let bf16_dot = matches!(path, KernelPath::Avx512 | KernelPath::Amx);
+    let path = Op::Bf16Gemm.tier_under(path);
+    let bf16_dot = matches!(path, KernelPath::Avx512Bf16 | KernelPath::Amx);
     let dot = match strategy {
         InplaceStrategy::Dot => bf16_dot,
         InplaceStrategy::Pack => false,
@@ -349,9 +349,9 @@ mod avx512_dot {
 }
 
 /// Packed activation rows for the packing driver, in the form the path's micro-kernel reads.
-enum Rows {
+enum Rows<'a> {
     Bf16(Vec<u16>),
-    F32(Vec<f32>),
+    F32(std::borrow::Cow<'a, [f32]>),
 }
 
 /// Bytes of one packed weight block a task keeps in L2 while the activation streams past.
@@ -371,7 +371,7 @@ fn pack_driver(path: KernelPath, x: &[f32], m: usize, w: &RowMajorBf16, bias: Op
     let rows = match path {
         #[cfg(target_arch = "x86_64")]
         KernelPath::Amx if use_amx => Rows::Bf16(bf16_rows(x, m, k, amx::lda(kp), m.next_multiple_of(amx::MR))),
-        KernelPath::Amx | KernelPath::Avx512 => Rows::Bf16(bf16_rows(x, m, k, kp, m)),
+        KernelPath::Amx | KernelPath::Avx512Bf16 => Rows::Bf16(bf16_rows(x, m, k, kp, m)),
         _ => Rows::F32(f32_rows(x, m, k, kp)),
     };
     let threads = rayon::current_num_threads().max(1);
@@ -458,14 +458,17 @@ fn tile(path: KernelPath, use_amx: bool, rows: &Rows, w: &PackedBf16, r0: usize,
         // 32 (ROW_BLOCK is), the panel count is even, and the rows are padded to 32.
         (KernelPath::Amx, Rows::Bf16(a)) if use_amx => unsafe { amx::gemm_bf16_tile(a, w, r0, r1, 0, p1, dst) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the AVX-512 path is only chosen when the CPU supports it.
-        (KernelPath::Amx | KernelPath::Avx512, Rows::Bf16(a)) => unsafe {
+        // SAFETY: the AVX512-BF16 path is only chosen when the CPU supports it.
+        (KernelPath::Amx | KernelPath::Avx512Bf16, Rows::Bf16(a)) => unsafe {
             avx512::gemm_bf16_tile(a, w, r0, r1, 0, p1, dst)
         },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the AVX-512 path is only chosen when the CPU supports AVX-512F/BW/VL.
+        (KernelPath::Avx512, Rows::F32(a)) => unsafe { avx512::gemm_bf16_wide_tile(a, w, r0, r1, 0, p1, dst) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the AVX2 path is only chosen when the CPU supports AVX2 and FMA.
         (KernelPath::Avx2, Rows::F32(a)) => unsafe { avx2::gemm_bf16_tile(a, w, r0, r1, 0, p1, dst) },
         (_, Rows::F32(a)) => portable::gemm_bf16_tile(a, w, r0, r1, 0, p1, dst),
-        (_, Rows::Bf16(_)) => unreachable!("bf16 rows are only made for the AVX-512 and AMX paths"),
+        (_, Rows::Bf16(_)) => unreachable!("bf16 rows are only made for the AVX512-BF16 and AMX paths"),
     }
 }

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use super::gemm::AMX_MIN_M;
 use super::gemv_int8::PackedInt8;
 use super::inplace_bf16::{InplaceStrategy, WeightBytes};
-use super::{clamp, KernelPath, SendPtr};
+use super::{KernelPath, Op, SendPtr};
 use crate::quant::int8::quantize_row;
 
 enum Values {
@@ -100,7 +100,7 @@ impl RowMajorInt8 {
 
 /// `out = x · Wᵀ + bias` on the active kernel path; see [`gemm_int8_inplace_with`].
 pub fn gemm_int8_inplace(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
-    gemm_int8_inplace_with(super::active_path(), InplaceStrategy::Auto, x, m, w, bias, out)
+    gemm_int8_inplace_with(Op::Int8Gemm.active_tier(), InplaceStrategy::Auto, x, m, w, bias, out)
 }
 
 /// `out (M×N) = x (M×K) · Wᵀ + bias` with the row-major int8 weight `w` on `path` (or the
@@ -130,8 +130,8 @@ pub fn gemm_int8_inplace_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let path = clamp(path);
-    let vnni = matches!(path, KernelPath::Avx512 | KernelPath::Amx);
+    let path = Op::Int8Gemm.tier_under(path);
+    let vnni = matches!(path, KernelPath::Avx512Vnni | KernelPath::Amx);
     let dot = match strategy {
         InplaceStrategy::Dot => vnni,
         InplaceStrategy::Pack => false,
