@@ -25,6 +25,7 @@ pub mod vision;
 pub mod generate;
 
 pub mod bench;
+pub mod device_plan;
 pub mod engine;
 pub mod parity;
 
@@ -33,6 +34,6 @@ pub mod job;
 pub use engine::{Engine, EngineOptions, OcrOutput, RunOptions};
 pub use error::{Error, Result};
 pub use generate::GenerateOptions;
-pub use model::{ModelConfig, Weights};
+pub use model::{ModelConfig, ModelVariant, Weights};
 pub use text::Task;
 pub use vision::Mode;

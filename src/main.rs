@@ -3,7 +3,7 @@
 
 // The library's modules at the binary's root, so `crate::engine` etc. work in `cli`.
 pub use deepseek_ocr::{
-    bench, engine, error, generate, input, job, lm, memory, model, nn, output, parity, quant, text, vision,
+    bench, device_plan, engine, error, generate, input, job, lm, memory, model, nn, output, parity, quant, text, vision,
 };
 
 mod cli;

@@ -59,6 +59,8 @@ fn golden_args(shared: &Path) -> Vec<String> {
         "tiny",
         "--max-tokens",
         "25",
+        "--precision",
+        "f32",
         "--quiet",
     ]
     .iter()

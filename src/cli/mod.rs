@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub mod bench;
+pub mod convert;
 pub mod debug_parity;
 pub mod debug_preprocess;
 pub mod debug_random;
 pub mod merge;
 pub mod ocr;
+pub mod plan;
 pub mod progress;
 pub mod setup;
 
@@ -44,6 +46,10 @@ pub enum Command {
     Debug(DebugCommand),
     /// Measure speed and memory (per-stage timings, tokens/s, peak memory).
     Bench(bench::Args),
+    /// Write an int8 copy of a model folder that loads without quantising (`--precision int8`).
+    Convert(convert::Args),
+    /// Device (GPU) memory plan of a job, without a GPU and without loading weights.
+    Plan(plan::Args),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -80,6 +86,8 @@ pub fn main() -> ExitCode {
         Command::Debug(DebugCommand::RandomCheckpoint(a)) => debug_random::run(a),
         Command::Debug(DebugCommand::Parity(a)) => debug_parity::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Convert(a) => convert::run(a, cli.quiet),
+        Command::Plan(a) => plan::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dsocr", &mut std::io::stdout());
             Ok(())
@@ -172,4 +180,16 @@ fn init_tracing(quiet: bool, verbose: bool) {
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+/// Parses a `--variant` value: `ocr` / `deepseek-ocr` or `ocr2` / `deepseek-ocr-2`.
+pub fn parse_variant(s: &str) -> Result<crate::model::ModelVariant, String> {
+    use crate::model::ModelVariant;
+    match s.to_ascii_lowercase().as_str() {
+        "ocr" | "ocr1" | "v1" | "deepseek-ocr" => Ok(ModelVariant::DeepSeekOcr),
+        "ocr2" | "ocr-2" | "v2" | "deepseek-ocr-2" | "deepseek-ocr2" => Ok(ModelVariant::DeepSeekOcr2),
+        _ => Err(format!(
+            "unknown variant `{s}`: use ocr (DeepSeek-OCR) or ocr2 (DeepSeek-OCR-2)"
+        )),
+    }
 }

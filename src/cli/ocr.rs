@@ -44,7 +44,8 @@ pub struct Args {
     /// Model folder or Hugging Face repo id [default: deepseek-ai/DeepSeek-OCR].
     #[arg(long, value_name = "DIR|HUB_ID")]
     pub model: Option<String>,
-    /// Resolution mode: tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop].
+    /// Resolution mode: tiny, small, base, large, gundam (= dynamic), nocrop768 or custom:BASE:IMAGE[:crop]
+    /// (DeepSeek-OCR-2: gundam, base, nocrop768).
     #[arg(long, default_value = "gundam")]
     pub mode: String,
     /// Task: markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT
@@ -72,9 +73,10 @@ pub struct Args {
     /// Compute dtype.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
-    /// Weight precision of the linear layers on the CPU: f32 (exact parity with the
-    /// reference), bf16 (fast) or int8 (fastest decode, least memory).
-    #[arg(long, default_value = "f32")]
+    /// Weight precision of the linear layers on the CPU: auto (the fastest one with a tested
+    /// accuracy bound on this CPU, see `dsocr --version`), f32 (exact parity with the
+    /// reference), bf16 or int8 (fastest decode, least memory).
+    #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
     /// Refuse pages whose predicted peak memory exceeds this many GB (checked before each page).
     #[arg(long, value_name = "GB")]
@@ -352,7 +354,9 @@ impl Ocr {
                 Format::Txt => {
                     let _ = writeln!(lock, "{}", markdown::strip_refs(&out.text));
                 }
-                Format::Json => records.push(job::batch::page_record(input, page, &self.request, &out)),
+                Format::Json => records.push(
+                    job::batch::page_record(input, page, &self.request, &out).with_precision(engine.options().precision.name()),
+                ),
             }
             if page.is_some() && format != Format::Json {
                 let _ = lock.write_all(markdown::PAGE_SPLIT.as_bytes());

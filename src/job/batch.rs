@@ -302,7 +302,10 @@ impl Batch<'_> {
         let out = self
             .ocr_image(ocr, input, page, &img, reporter)
             .map_err(|e| (Stage::Ocr, e))?;
-        let record = page_record(input, page, self.request, &out);
+        let mut record = page_record(input, page, self.request, &out);
+        if let Some(p) = ocr.precision() {
+            record = record.with_precision(p.name());
+        }
         target.write(&img, &record).map_err(|e| (Stage::Write, e))?;
         Ok(record)
     }

@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 /// The official checkpoint, used when `--model` is not given.
 pub const DEFAULT_REPO: &str = "deepseek-ai/DeepSeek-OCR";
 
+/// The official DeepSeek-OCR-2 checkpoint (`--model deepseek-ai/DeepSeek-OCR-2`); its
+/// config.json selects the OCR-2 encoder.
+pub const OCR2_REPO: &str = "deepseek-ai/DeepSeek-OCR-2";
+
 /// Files every model folder needs besides the weights.
 const REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];
 const INDEX: &str = "model.safetensors.index.json";
@@ -224,7 +228,8 @@ mod tests {
 
     #[test]
     fn repo_ids() {
-        assert!(is_repo_id("deepseek-ai/DeepSeek-OCR"));
+        assert!(is_repo_id(super::DEFAULT_REPO));
+        assert!(is_repo_id(super::OCR2_REPO));
         assert!(is_repo_id("a_b/c.d-e"));
         assert!(!is_repo_id("no-slash"));
         assert!(!is_repo_id("a/b/c"));
