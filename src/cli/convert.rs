@@ -26,7 +26,7 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
             a.precision
         );
     }
-    let src = super::model_source::resolve(a.model.as_deref(), !quiet)?;
+    let src = crate::job::model_source::resolve(a.model.as_deref(), !quiet)?;
     let t = std::time::Instant::now();
     let r = crate::quant::convert::convert_int8(&src, &a.out)?;
     if !quiet {
