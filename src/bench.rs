@@ -378,7 +378,7 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             new_tokens: opts.new_tokens,
             runs: opts.runs,
             dtype: format!("{:?}", opts.engine.dtype).to_lowercase(),
-            precision: opts.engine.precision.to_string(),
+            precision: engine.options().precision.to_string(),
         },
         load_s,
         load_cold_s,

@@ -45,7 +45,8 @@ pub struct EngineOptions {
     /// Refuse a page whose predicted peak memory exceeds this many bytes.
     pub memory_budget: Option<u64>,
     /// Weight precision of the linear layers on the CPU: f32 (the parity mode), bf16 or int8;
-    /// the default is [`Precision::auto`], the fastest tested one on this CPU.
+    /// the default, [`Precision::Auto`], is resolved at load ([`Precision::resolve`]) and
+    /// [`Engine::options`] then holds the precision chosen.
     pub precision: Precision,
 }
 
@@ -56,7 +57,7 @@ impl Default for EngineOptions {
             dtype: DType::F32,
             defaults: RunOptions::default(),
             memory_budget: None,
-            precision: Precision::auto(),
+            precision: Precision::Auto,
         }
     }
 }
@@ -135,13 +136,10 @@ impl WeightMemory {
             let entry = weights.entry(name);
             let bf16_file = entry.is_some_and(|e| e.dtype == DType::BF16 && !e.int8);
             let int8_file = entry.is_some_and(|e| e.int8);
-            let in_place_linear = crate::quant::convert::is_int8_linear(name, &t.shape, t.init);
+            let in_place_linear = crate::model::layout::is_linear_weight(name, &t.shape, t.init);
             let linear =
                 in_place_linear || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight");
-            let vision = ["model.sam_model.", "model.vision_model.", "model.projector."]
-                .iter()
-                .any(|p| name.starts_with(p));
-            let precision = if vision {
+            let precision = if crate::model::layout::is_vision_tensor(name) {
                 options.precision.for_vision()
             } else {
                 options.precision
@@ -183,7 +181,7 @@ impl Engine {
     ///
     /// The weights are validated against config.json first, so a mismatched or truncated
     /// checkpoint fails here with the name of the tensor and file, not in the middle of a page.
-    pub fn load(model_dir: &Path, options: EngineOptions) -> Result<Self> {
+    pub fn load(model_dir: &Path, mut options: EngineOptions) -> Result<Self> {
         if !model_dir.is_dir() {
             return Err(Error::model(
                 model_dir,
@@ -196,6 +194,7 @@ impl Engine {
         tokenizer.image_token_id(config.tokens.image)?;
         let weights = Weights::from_model_dir(model_dir)?;
         weights.validate(&config)?;
+        options.precision = options.precision.resolve(weights.quantization().is_some());
         if let Some(scheme) = weights.quantization() {
             if options.precision != Precision::Int8 {
                 tracing::warn!(

@@ -8,6 +8,11 @@ pub use deepseek_ocr::{
 
 mod cli;
 
+/// mimalloc instead of the system allocator: the engine allocates and frees activation
+/// buffers of tens of MB per layer, which glibc hands back to the OS and page-faults in anew.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

@@ -14,6 +14,10 @@ use deepseek_ocr::nn::kernels::{
 };
 use deepseek_ocr::quant::int8::{quantize_row, QuantizedInt8};
 
+/// Held by the tests that force tiers process-wide or read which tier is active, so they do
+/// not see each other's forcing (the test harness runs tests on parallel threads).
+static TIER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Deterministic xorshift generator (no dependence on a crate's sequence).
 struct Rng(u64);
 
@@ -426,6 +430,7 @@ fn attention_rejects_bad_shapes() {
 
 #[test]
 fn dispatch_parses_forces_and_describes() {
+    let _tiers = TIER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     for p in KernelPath::ALL {
         assert_eq!(KernelPath::parse(p.name()), Some(p));
     }
@@ -549,29 +554,48 @@ mod linear {
         assert!("fp8".parse::<Precision>().is_err());
     }
 
-    /// `auto` (the default) is the fastest tested precision the kernel tiers allow: int8
-    /// wherever the int8 GEMM has a SIMD tier; its vision encoder stays int8 only on tiers
-    /// whose int8 multiply-add outruns the bf16 one.
+    /// `auto` (the default) resolves at load: int8 for a converted int8 checkpoint, else bf16
+    /// wherever the bf16 GEMM has a SIMD tier (weights used in place), else f32. The vision
+    /// encoder of int8 mode stays int8 only where the CPU has VNNI but no bf16 dot product.
     #[test]
-    fn auto_precision_follows_the_kernel_tiers() {
-        use deepseek_ocr::nn::kernels::Op;
+    fn auto_precision_follows_the_checkpoint_and_the_kernel_tiers() {
+        use deepseek_ocr::nn::kernels::{self, Op};
+        let _tiers = super::TIER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let auto = "auto".parse::<Precision>().unwrap();
-        assert_eq!(auto, Precision::auto());
-        assert_eq!(Precision::default(), auto);
-        assert_eq!(deepseek_ocr::EngineOptions::default().precision, auto);
-        let int8 = Op::Int8Gemm.active_tier();
-        if int8 > KernelPath::Portable {
-            assert_eq!(auto, Precision::Int8, "int8 tier {int8}");
+        assert_eq!(auto, Precision::Auto);
+        assert_eq!(Precision::default(), Precision::Auto);
+        assert_eq!(deepseek_ocr::EngineOptions::default().precision, Precision::Auto);
+        assert_eq!(auto.resolve(true), Precision::Int8);
+        let bf16 = Op::Bf16Gemm.active_tier();
+        let plain = auto.resolve(false);
+        if bf16 > KernelPath::Portable {
+            assert_eq!(plain, Precision::Bf16, "bf16 tier {bf16}");
         } else {
-            assert_ne!(auto, Precision::Int8);
+            assert_eq!(plain, Precision::F32);
+        }
+        for p in [Precision::F32, Precision::Bf16, Precision::Int8] {
+            assert_eq!(p.resolve(true), p, "an explicit choice stays");
+            assert_eq!(p.resolve(false), p);
         }
         assert_eq!(Precision::F32.for_vision(), Precision::F32);
         assert_eq!(Precision::Bf16.for_vision(), Precision::Bf16);
+        assert_eq!(Precision::Auto.for_vision(), plain.for_vision());
         let vision = Precision::Int8.for_vision();
-        match int8 {
-            KernelPath::Amx | KernelPath::Avx512Vnni => assert_eq!(vision, Precision::Int8),
-            KernelPath::Portable => assert_eq!(vision, Precision::Bf16),
-            _ => assert!(vision == Precision::Int8 || vision == Precision::Bf16),
+        let int8 = Op::Int8Gemm.active_tier();
+        let want = if matches!(int8, KernelPath::AvxVnni | KernelPath::Avx512Vnni | KernelPath::Amx)
+            && bf16 < KernelPath::Avx512Bf16
+        {
+            Precision::Int8
+        } else {
+            Precision::Bf16
+        };
+        assert_eq!(vision, want, "int8 {int8}, bf16 {bf16}");
+        // Forcing the tiers down changes the choice: AVX-512F without BF16 and with VNNI
+        // (an Ice Lake) computes int8 vision in int8.
+        if KernelPath::Avx512Vnni.is_available() {
+            kernels::force(Some(KernelPath::Avx512Vnni));
+            assert_eq!(Precision::Int8.for_vision(), Precision::Int8);
+            kernels::force(None);
         }
     }
 }

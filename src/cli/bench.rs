@@ -54,8 +54,9 @@ pub struct Args {
     /// Activation dtype: f32 (parity), bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Weight precision of the linear layers on the CPU: auto (the fastest tested one on this
-    /// CPU), f32 (parity), bf16 or int8.
+    /// Weight precision of the linear layers on the CPU: auto (bf16 read in place from the
+    /// checkpoint, or int8 for a folder written by `dsocr convert --precision int8`), f32
+    /// (exact parity with the reference), bf16, or int8 (fastest decode, least memory).
     #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
 }

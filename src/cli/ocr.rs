@@ -73,9 +73,9 @@ pub struct Args {
     /// Compute dtype.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
-    /// Weight precision of the linear layers on the CPU: auto (the fastest one with a tested
-    /// accuracy bound on this CPU, see `dsocr --version`), f32 (exact parity with the
-    /// reference), bf16 or int8 (fastest decode, least memory).
+    /// Weight precision of the linear layers on the CPU: auto (bf16 read in place from the
+    /// checkpoint, or int8 for a folder written by `dsocr convert --precision int8`), f32
+    /// (exact parity with the reference), bf16, or int8 (fastest decode, least memory).
     #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
     /// Refuse pages whose predicted peak memory exceeds this many GB (checked before each page).
@@ -355,7 +355,8 @@ impl Ocr {
                     let _ = writeln!(lock, "{}", markdown::strip_refs(&out.text));
                 }
                 Format::Json => records.push(
-                    job::batch::page_record(input, page, &self.request, &out).with_precision(engine.options().precision.name()),
+                    job::batch::page_record(input, page, &self.request, &out)
+                        .with_precision(engine.options().precision.name()),
                 ),
             }
             if page.is_some() && format != Format::Json {

@@ -195,6 +195,26 @@ fn lm_tensors(s: &mut Specs, cfg: &ModelConfig) {
     s.linear("lm_head", lm.vocab_size, d, false);
 }
 
+/// Whether a checkpoint tensor is the weight of a linear layer ([`crate::nn::Linear`]): a 2-d
+/// layer weight other than the MoE router's (which stays f32, so the expert choice is that of
+/// the checkpoint).
+pub fn is_linear_weight(name: &str, shape: &[usize], init: Init) -> bool {
+    matches!(init, Init::Weight { .. }) && shape.len() == 2 && !name.ends_with("mlp.gate.weight")
+}
+
+/// Whether a checkpoint tensor belongs to the vision side (SAM, CLIP or the OCR-2 Qwen2
+/// encoder, and the projector) rather than the decoder.
+pub fn is_vision_tensor(name: &str) -> bool {
+    [
+        "model.sam_model.",
+        "model.vision_model.",
+        "model.qwen2_model.",
+        "model.projector.",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
 /// Total number of parameters of a checkpoint with this configuration.
 pub fn parameter_count(cfg: &ModelConfig) -> u64 {
     checkpoint_tensors(cfg)

@@ -63,6 +63,8 @@ impl Linear {
     /// device Int8 runs our CUDA kernel; every other non-CPU case falls back to
     /// [`Linear::load`].
     pub fn load_with(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool, precision: Precision) -> Result<Self> {
+        // `auto` is resolved by the engine at load; a bare layer resolves it as for a plain checkpoint.
+        let precision = precision.resolve(false);
         let cuda_int8 = precision == Precision::Int8 && vb.device().is_cuda();
         if precision == Precision::F32 || (!vb.device().is_cpu() && !cuda_int8) {
             return Self::load(vb, in_dim, out_dim, bias);
@@ -107,6 +109,7 @@ impl Linear {
     /// weight lives on the CPU, or quantising it for the CUDA INT8 kernel when it is Int8 on
     /// a CUDA device (elsewhere this is [`Linear::from_tensors`]).
     pub fn from_tensors_with(weight: Tensor, bias: Option<Tensor>, precision: Precision) -> Result<Self> {
+        let precision = precision.resolve(false);
         #[cfg(feature = "cuda")]
         if precision == Precision::Int8 && weight.device().is_cuda() {
             return Self::cuda_int8(weight, bias);

@@ -26,7 +26,7 @@ use candle_core::DType;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::model::layout::{checkpoint_tensors, Init};
+use crate::model::layout::{checkpoint_tensors, is_linear_weight, is_vision_tensor, Init};
 use crate::model::{ModelConfig, Weights};
 use crate::quant::int8::quantize_row;
 
@@ -53,11 +53,11 @@ pub struct ConvertReport {
     pub source_sha256: String,
 }
 
-/// Whether `dsocr convert` quantises this checkpoint tensor: the weights every
-/// [`crate::nn::Linear`] loads with `Linear::load_with` (2-d layer weights other than the MoE
-/// router, which stays f32 so the expert choice is that of the source).
+/// Whether `dsocr convert` quantises this checkpoint tensor: the decoder's linear weights
+/// ([`crate::model::layout::is_linear_weight`]). The vision encoder's stay as they are: its
+/// GEMMs are compute-bound and on most CPUs faster in bf16 ([`crate::nn::Precision::for_vision`]).
 pub fn is_int8_linear(name: &str, shape: &[usize], init: Init) -> bool {
-    matches!(init, Init::Weight { .. }) && shape.len() == 2 && !name.ends_with("mlp.gate.weight")
+    is_linear_weight(name, shape, init) && !is_vision_tensor(name)
 }
 
 /// One tensor of the output file.

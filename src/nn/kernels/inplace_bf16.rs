@@ -195,7 +195,7 @@ pub fn gemm_bf16_inplace_with(
         InplaceStrategy::Dot => bf16_dot,
         InplaceStrategy::Pack => false,
         // AMX tiles need the packed layout; without AMX the dot kernel needs no packing.
-        InplaceStrategy::Auto => bf16_dot && !(path == KernelPath::Amx && m >= AMX_MIN_M),
+        InplaceStrategy::Auto => bf16_dot && m < DOT_MAX_M,
     };
     if k == 0 {
         for row in out.chunks_exact_mut(n) {
@@ -215,6 +215,11 @@ pub fn gemm_bf16_inplace_with(
     pack_driver(path, x, m, w, bias, out);
     Ok(())
 }
+
+/// Below this many activation rows the row-dot driver is used; from it on, weight blocks
+/// are packed per call (the packing is then amortised over the rows, and the packed
+/// micro-kernels keep the sums in registers instead of reducing them horizontally).
+const DOT_MAX_M: usize = 64;
 
 /// Weight rows per dot-product micro-kernel, and activation rows.
 const DOT_NR: usize = 4;

@@ -7,17 +7,16 @@
 //!
 //! * **Row dot products** (AVX-512 VNNI, every M on CPUs without AMX): `vpdpbusd` takes the
 //!   activation offset to unsigned (`q + 128`) and the weight row straight from the file; the
-//!   offset is removed with the weight row's sum, accumulated by one more `vpdpbusd` against
-//!   ones while the row streams past (nothing is precomputed at load).
+//!   offset is removed with `128 · Σ_k w[n,k]`, computed once per weight on its first call
+//!   (not at load, so a weight no token reaches is never read).
 //! * **Packing while computing** (AMX at M ≥ 16, AVX2, portable): each task packs a block of
 //!   weight rows into a [`PackedInt8`] and runs [`super::gemm_int8_with`] on it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{bail, Result};
 use rayon::prelude::*;
 
-use super::gemm::AMX_MIN_M;
 use super::gemv_int8::PackedInt8;
 use super::inplace_bf16::{InplaceStrategy, WeightBytes};
 use super::{KernelPath, Op, SendPtr};
@@ -34,6 +33,8 @@ pub struct RowMajorInt8 {
     k: usize,
     values: Values,
     scales: Vec<f32>,
+    /// `128 · Σ_k w[n,k]` per row (the VNNI offset correction), made on first use.
+    offsets: OnceLock<Vec<i32>>,
 }
 
 impl std::fmt::Debug for RowMajorInt8 {
@@ -51,6 +52,7 @@ impl RowMajorInt8 {
             k,
             values: Values::Shared(values),
             scales,
+            offsets: OnceLock::new(),
         })
     }
 
@@ -61,6 +63,7 @@ impl RowMajorInt8 {
             k,
             values: Values::Owned(values),
             scales,
+            offsets: OnceLock::new(),
         })
     }
 
@@ -82,6 +85,17 @@ impl RowMajorInt8 {
     /// The per-row scales.
     pub fn scales(&self) -> &[f32] {
         &self.scales
+    }
+
+    /// `128 · Σ_k w[n,k]` for every row `n`, computed on the first call (in parallel).
+    fn offsets(&self) -> &[i32] {
+        self.offsets.get_or_init(|| {
+            let k = self.k.max(1);
+            self.values()
+                .par_chunks(k)
+                .map(|row| 128 * row.iter().map(|&v| v as i32).sum::<i32>())
+                .collect()
+        })
     }
 
     /// The int8 values, row-major `N×K`.
@@ -135,7 +149,7 @@ pub fn gemm_int8_inplace_with(
     let dot = match strategy {
         InplaceStrategy::Dot => vnni,
         InplaceStrategy::Pack => false,
-        InplaceStrategy::Auto => vnni && !(path == KernelPath::Amx && m >= AMX_MIN_M),
+        InplaceStrategy::Auto => vnni && m < DOT_MAX_M,
     };
     #[cfg(target_arch = "x86_64")]
     if dot && k > 0 {
@@ -145,6 +159,11 @@ pub fn gemm_int8_inplace_with(
     let _ = dot;
     pack_driver(path, x, m, w, bias, out)
 }
+
+/// Below this many activation rows the row-dot driver is used; from it on, weight blocks
+/// are packed per call (the packing is then amortised over the rows, and the packed
+/// micro-kernels keep the sums in registers instead of reducing them horizontally).
+const DOT_MAX_M: usize = 64;
 
 /// Weight rows per micro-kernel, and activation rows.
 const DOT_NR: usize = 4;
@@ -164,6 +183,7 @@ fn dot_driver(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: 
         }
     }
     let values = w.values();
+    let offsets = w.offsets();
     let scales = &w.scales;
     let dst = SendPtr(out.as_mut_ptr());
     let threads = rayon::current_num_threads().max(1);
@@ -187,7 +207,7 @@ fn dot_driver(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: 
                                 // AVX-512 VNNI; rows i..i+mr of `a` and j..j+nr of `values`
                                 // exist.
                                 let s = unsafe {
-                                    vnni_dot::micro::<$m, $n>(a[i * k..].as_ptr(), values[j * k..].as_ptr(), k)
+                                    vnni_dot::micro::<$m, $n>(a[i * k..].as_ptr(), values[j * k..].as_ptr(), k, &offsets[j..j + $n])
                                 };
                                 for (r, sr) in s.iter().enumerate() {
                                     for (c, sum) in sr.iter().enumerate() {
@@ -220,17 +240,21 @@ mod vnni_dot {
     use core::arch::x86_64::*;
 
     /// `MR × NR` exact dot products `Σ_k q[r,k]·w[j,k]` of activation rows `a` (offset
-    /// to unsigned: `q + 128`) and int8 weight rows `b`, both with row stride `k`.
+    /// to unsigned: `q + 128`) and int8 weight rows `b`, both with row stride `k`; `off[j]`
+    /// is `128 · Σ_k w[j,k]`, the offset's contribution, subtracted at the end.
     ///
     /// # Safety
     /// The CPU must support AVX512F/BW and AVX512-VNNI; `a` must hold `MR·k` and `b` `NR·k`
-    /// readable bytes.
+    /// readable bytes; `off` must hold `NR` values.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
-    pub unsafe fn micro<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+    pub unsafe fn micro<const MR: usize, const NR: usize>(
+        a: *const u8,
+        b: *const i8,
+        k: usize,
+        off: &[i32],
+    ) -> [[i32; NR]; MR] {
         let mut acc = [[_mm512_setzero_si512(); NR]; MR];
-        let mut wsum = [_mm512_setzero_si512(); NR];
-        let ones = _mm512_set1_epi8(1);
         let full = k / 64 * 64;
         let mut kk = 0;
         while kk <= k {
@@ -244,7 +268,6 @@ mod vnni_dot {
             let mut bv = [_mm512_setzero_si512(); NR];
             for (j, v) in bv.iter_mut().enumerate() {
                 *v = _mm512_maskz_loadu_epi8(mask, b.add(j * k + at));
-                wsum[j] = _mm512_dpbusd_epi32(wsum[j], ones, *v);
             }
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let av = _mm512_maskz_loadu_epi8(mask, a.add(r * k + at) as *const i8);
@@ -258,7 +281,6 @@ mod vnni_dot {
             kk += 64;
         }
         let mut s = [[0i32; NR]; MR];
-        let off: [i32; NR] = core::array::from_fn(|j| 128 * _mm512_reduce_add_epi32(wsum[j]));
         for (sr, acc_r) in s.iter_mut().zip(&acc) {
             for (j, (v, a)) in sr.iter_mut().zip(acc_r).enumerate() {
                 *v = _mm512_reduce_add_epi32(*a) - off[j];
