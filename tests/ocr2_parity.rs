@@ -151,7 +151,12 @@ fn preprocessing_gives_the_reference_views_grids_and_counts() {
 fn every_case_passes_the_parity_runner() {
     let shared = shared_or_skip!();
     let mini = shared.join("golden").join(SET);
-    let engine = Engine::load(&mini, EngineOptions::default()).unwrap();
+    // The parity mode: f32 weights (the default, `auto`, may pick a faster, lossy precision).
+    let opts = EngineOptions {
+        precision: Precision::F32,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::load(&mini, opts).unwrap();
     assert_eq!(engine.encoder().variant(), ModelVariant::DeepSeekOcr2);
     for dir in common::golden_cases_of(&shared, SET) {
         let report = deepseek_ocr::parity::run_case(&engine, &dir, None).unwrap();
