@@ -93,8 +93,8 @@ fn truncated_safetensors_is_a_clear_error() {
         std::fs::write(dir.path().join("model.safetensors"), &bytes[..cut]).unwrap();
         let e = Weights::from_model_dir(dir.path())
             .err()
-            .unwrap_or_else(|| panic!("cut at {cut} accepted"))
-            .to_string();
+            .unwrap_or_else(|| panic!("cut at {cut} accepted"));
+        let e = format!("{e}; hint: {}", e.hint());
         assert!(
             e.contains("model.safetensors") && e.contains("truncated or corrupt"),
             "cut {cut}: {e}"

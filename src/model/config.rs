@@ -862,9 +862,9 @@ mod tests {
         ] {
             let mut v: Value = serde_json::from_str(REAL_CONFIG_JSON).unwrap();
             v[key] = value;
-            let e = ModelConfig::from_value(&v, Path::new("x/config.json"))
-                .unwrap_err()
-                .to_string();
+            let e = ModelConfig::from_value(&v, Path::new("x/config.json")).unwrap_err();
+            // The message says what is wrong, the hint what is supported.
+            let e = format!("{e}; hint: {}", e.hint());
             assert!(e.contains("unsupported"), "{e}");
             assert!(e.contains("DeepseekOCRForCausalLM"), "{e}");
             assert!(e.contains("DeepseekOCR2ForCausalLM"), "{e}");
