@@ -12,7 +12,7 @@ use crate::input::pdf::{PdfFile, PdfLibrary};
 /// An opened input.
 pub enum Document<'a> {
     Image(&'a Input),
-    Pdf(&'a Input, PdfFile<'a>),
+    Pdf(&'a Input, Box<PdfFile<'a>>),
 }
 
 impl<'a> Document<'a> {
@@ -21,7 +21,7 @@ impl<'a> Document<'a> {
         match input.kind {
             InputKind::Image => Ok(Document::Image(input)),
             InputKind::Pdf => match pdf {
-                Some(lib) => Ok(Document::Pdf(input, lib.open(&input.path)?)),
+                Some(lib) => Ok(Document::Pdf(input, Box::new(lib.open(&input.path)?))),
                 None => Err(Error::input(
                     &input.path,
                     "PDF support was not initialised",

@@ -66,7 +66,7 @@ impl RowMajorBf16 {
         if n.checked_mul(k)?.checked_mul(2)? != b.len() {
             return None;
         }
-        if cfg!(target_endian = "little") && (b.as_ptr() as usize) % std::mem::align_of::<u16>() == 0 {
+        if cfg!(target_endian = "little") && (b.as_ptr() as usize).is_multiple_of(std::mem::align_of::<u16>()) {
             return Some(Self {
                 n,
                 k,
@@ -237,8 +237,6 @@ fn dot_driver(x: &[f32], m: usize, w: &RowMajorBf16, bias: Option<&[f32]>, out: 
     let rows_per_task = n.div_ceil(4 * threads).next_multiple_of(DOT_NR).max(16);
     let tasks = n.div_ceil(rows_per_task);
     let run = |t: usize| {
-        // Capture the whole pointer wrapper (Sync), not its raw field.
-        let dst = dst;
         let (n0, n1) = (t * rows_per_task, ((t + 1) * rows_per_task).min(n));
         let mut j = n0;
         while j < n1 {
@@ -289,7 +287,7 @@ unsafe fn dot_block(
                     for (r, sr) in s.iter().enumerate() {
                         for (c, v) in sr.iter().enumerate() {
                             let bv = bias.map_or(0.0, |b| b[col + c]);
-                            *dst.0.add((row + r) * n + col + c) = v + bv;
+                            *dst.get().add((row + r) * n + col + c) = v + bv;
                         }
                     }
                 })*
@@ -393,8 +391,6 @@ fn pack_driver(path: KernelPath, x: &[f32], m: usize, w: &RowMajorBf16, bias: Op
     let rows_per_split = row_blocks.div_ceil(splits) * ROW_BLOCK;
     let out_ptr = SendPtr(out.as_mut_ptr());
     let run = |t: usize| {
-        // Capture the whole pointer wrapper (Sync), not its raw field.
-        let out_ptr = out_ptr;
         let (b, s) = (t / splits, t % splits);
         let c0 = b * pc * PANEL;
         let cols = (pc * PANEL).min(n - c0);
@@ -417,7 +413,7 @@ fn pack_driver(path: KernelPath, x: &[f32], m: usize, w: &RowMajorBf16, bias: Op
             let dst = if in_place {
                 Dst {
                     // SAFETY: c0 < n, inside the output.
-                    ptr: SendPtr(unsafe { out_ptr.0.add(c0) }),
+                    ptr: SendPtr(unsafe { out_ptr.get().add(c0) }),
                     n,
                     bias: bias.map(|b| &b[c0..]),
                 }
@@ -437,7 +433,7 @@ fn pack_driver(path: KernelPath, x: &[f32], m: usize, w: &RowMajorBf16, bias: Op
             if !in_place {
                 for (row, srow) in scratch.chunks_exact(width).enumerate().skip(r0) {
                     // SAFETY: output row `row`, columns c0..c0+cols belong to this task only.
-                    let orow = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * n + c0), cols) };
+                    let orow = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(row * n + c0), cols) };
                     for (c, (o, v)) in orow.iter_mut().zip(srow).enumerate() {
                         *o = v + bias.map_or(0.0, |b| b[c0 + c]);
                     }

@@ -190,8 +190,6 @@ fn dot_driver(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: 
     let rows_per_task = n.div_ceil(4 * threads).next_multiple_of(DOT_NR).max(16);
     let tasks = n.div_ceil(rows_per_task);
     let run = |t: usize| {
-        // Capture the whole pointer wrapper (Sync), not its raw field.
-        let dst = dst;
         let (n0, n1) = (t * rows_per_task, ((t + 1) * rows_per_task).min(n));
         let mut j = n0;
         while j < n1 {
@@ -214,7 +212,7 @@ fn dot_driver(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: 
                                         let b = bias.map_or(0.0, |b| b[j + c]);
                                         let y = *sum as f32 * (sx[i + r] * scales[j + c]) + b;
                                         // SAFETY: this task alone writes columns n0..n1.
-                                        unsafe { *dst.0.add((i + r) * n + j + c) = y };
+                                        unsafe { *dst.get().add((i + r) * n + j + c) = y };
                                     }
                                 }
                             })*
@@ -306,8 +304,6 @@ fn pack_driver(
     let blocks = n.div_ceil(PACK_ROWS);
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..blocks).into_par_iter().try_for_each(|b| -> Result<()> {
-        // Capture the whole pointer wrapper (Sync), not its raw field.
-        let out_ptr = out_ptr;
         let (c0, c1) = (b * PACK_ROWS, ((b + 1) * PACK_ROWS).min(n));
         let cols = c1 - c0;
         let packed = PackedInt8::pack_parts(&values[c0 * k..c1 * k], &w.scales[c0..c1], cols, k);
@@ -315,7 +311,7 @@ fn pack_driver(
         super::gemm_int8_with(path, x, m, &packed, bias.map(|b| &b[c0..c1]), &mut tmp)?;
         for (r, trow) in tmp.chunks_exact(cols).enumerate() {
             // SAFETY: output row r, columns c0..c1 belong to this task only.
-            let orow = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(r * n + c0), cols) };
+            let orow = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(r * n + c0), cols) };
             orow.copy_from_slice(trow);
         }
         Ok(())

@@ -416,6 +416,15 @@ pub fn describe() -> String {
 /// A raw output pointer shared by parallel tasks that write disjoint elements.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub *mut f32);
+
+impl SendPtr {
+    /// The pointer. A closure that calls this captures the whole (Send + Sync) wrapper,
+    /// where `ptr.0` would capture the bare raw pointer field.
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: the pointer is only used by tasks that write disjoint index ranges, and the
 // owning slice outlives the parallel scope that uses it.
 unsafe impl Send for SendPtr {}
