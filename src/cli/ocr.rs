@@ -15,6 +15,8 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use image::RgbImage;
 
+mod batched;
+
 use super::model_source;
 use super::progress::Progress;
 use crate::engine::{Engine, EngineOptions, OcrOutput, RunOptions};
@@ -85,6 +87,10 @@ pub struct Args {
     /// Refuse pages whose predicted peak memory exceeds this many GB (checked before each page).
     #[arg(long, value_name = "GB")]
     pub memory_budget: Option<f64>,
+    /// Pages decoding together with --out: a number, or `auto` (as many as the memory budget
+    /// allows, at most 8). Results are the same as one page at a time.
+    #[arg(long, default_value = "auto", value_name = "N|auto")]
+    pub batch: String,
     /// Folder (or file) of libpdfium, for PDF input.
     #[arg(long, value_name = "DIR")]
     pub pdfium: Option<PathBuf>,
@@ -663,6 +669,12 @@ impl Ocr {
                 return Err(e);
             }
         };
+        let batch = self.batch_size(&engine)?;
+        if batch > 1 {
+            self.run_batched(&engine, &progress, out, &pending, batch)?;
+            progress.finish();
+            return Ok(());
+        }
         for input in pending {
             match input.kind {
                 Kind::Image => {
@@ -678,6 +690,19 @@ impl Ocr {
         }
         progress.finish();
         Ok(())
+    }
+
+    /// `--batch`: the number given, or for `auto` the largest batch (≤ 8) of pages of a
+    /// Letter page's size at 144 dpi whose memory plan fits the budget.
+    fn batch_size(&self, engine: &Engine) -> Result<usize> {
+        match self.args.batch.trim() {
+            "auto" => engine.auto_batch(&self.run, (1224, 1584), 8),
+            n => {
+                n.parse::<usize>().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                    Error::request(format!("--batch {n} is not a number ≥ 1 or `auto`"), "e.g. --batch 4")
+                })
+            }
+        }
     }
 
     fn run_page(
