@@ -1,7 +1,9 @@
-//! Throughput of the CPU kernels at the model's shapes, with candle's f32 matmul (and naive
-//! attention) as the baseline measured in the same run.
+//! Throughput of the CPU kernels at the model's shapes, every tier this CPU has forced one by
+//! one and printed side by side, with candle's f32 matmul (and naive attention) as the
+//! baseline measured in the same run.
 //!
-//! `cargo bench --bench kernels` (set `DSOCR_KERNEL` to bench a lower path). GEMMs at M > 1
+//! `cargo bench --bench kernels [-- FILTER]`. The portable tier is slow at M > 1 and only
+//! benched with `DSOCR_BENCH_PORTABLE=1`. GEMMs at M > 1
 //! report GF/s (2·M·N·K per call); at M = 1 they report GB/s of weight bytes read (the
 //! decode step is memory-bound), 4 B per weight for candle f32, 2 for bf16, 1 for int8.
 //! Each figure is the median of several timed calls after a warm-up call.
@@ -9,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
-use deepseek_ocr::nn::kernels::{self, AttnBias, AttnShape, KernelPath, PackedBf16, PackedInt8};
+use deepseek_ocr::nn::kernels::{self, AttnBias, AttnShape, KernelPath, Op, PackedBf16, PackedInt8};
 
 /// Median seconds of `f` over repeated calls (at least 3, about `budget` in total).
 fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
@@ -43,12 +45,22 @@ fn selected(name: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
-/// One GEMM row of the report: `name`, `N×K`, `M`.
+/// The tiers of `op` to bench: every one the CPU has (portable only when asked, or at M = 1).
+fn bench_tiers(op: Op, m: usize) -> Vec<KernelPath> {
+    let portable = m == 1 || std::env::var_os("DSOCR_BENCH_PORTABLE").is_some();
+    op.available_tiers()
+        .into_iter()
+        .filter(|t| portable || *t != KernelPath::Portable)
+        .collect()
+}
+
+/// One GEMM row of the report: `name`, `N×K`, `M`; candle f32, then every bf16 tier, then
+/// every int8 tier.
 fn bench_gemm(name: &str, n: usize, k: usize, m: usize) {
     if !selected(name) {
         return;
     }
-    let budget = Duration::from_millis(if m == 1 { 400 } else { 1500 });
+    let budget = Duration::from_millis(if m == 1 { 300 } else { 800 });
     let w = rand_vec(n * k, 1);
     let x = rand_vec(m * k, 2);
     let dev = Device::Cpu;
@@ -58,35 +70,35 @@ fn bench_gemm(name: &str, n: usize, k: usize, m: usize) {
     let t_candle = time(budget, || {
         let _ = xt.matmul(&wtt).expect("matmul");
     });
+    drop((wt, wtt, xt));
     let bf = PackedBf16::pack_f32(&w, n, k).expect("pack");
     let q8 = PackedInt8::quantize(&w, n, k).expect("quantize");
     drop(w);
     let mut out = vec![0f32; m * n];
-    let t_bf16 = time(budget, || kernels::gemm_bf16(&x, m, &bf, None, &mut out).expect("gemm"));
-    let t_avx512 = if kernels::active_path() == KernelPath::Amx && m > 1 {
-        Some(time(budget, || {
-            kernels::gemm_bf16_with(KernelPath::Avx512, &x, m, &bf, None, &mut out).expect("gemm")
-        }))
-    } else {
-        None
-    };
-    let t_int8 = time(budget, || kernels::gemm_int8(&x, m, &q8, None, &mut out).expect("gemm"));
     let flops = 2.0 * (m * n * k) as f64;
     let weights = (n * k) as f64;
     let fmt = |t: f64, bytes: f64| {
         if m == 1 {
-            format!("{:>8.2} ms {:>6.1} GB/s", t * 1e3, weights * bytes / t / 1e9)
+            format!("{:>6.1} GB/s", weights * bytes / t / 1e9)
         } else {
-            format!("{:>8.2} ms {:>6.0} GF/s", t * 1e3, flops / t / 1e9)
+            format!("{:>6.0} GF/s", flops / t / 1e9)
         }
     };
-    println!(
-        "| {name:<26} | {n:>6}×{k:<5} | {m:>4} | {} | {} | {} | {} |",
-        fmt(t_candle, 4.0),
-        fmt(t_bf16, 2.0),
-        t_avx512.map_or_else(|| format!("{:>23}", "-"), |t| fmt(t, 2.0)),
-        fmt(t_int8, 1.0),
-    );
+    let mut cells = vec![format!("f32 {}", fmt(t_candle, 4.0))];
+    for tier in bench_tiers(Op::Bf16Gemm, m) {
+        let t = time(budget, || {
+            kernels::gemm_bf16_with(tier, &x, m, &bf, None, &mut out).expect("gemm")
+        });
+        cells.push(format!("{tier} {}", fmt(t, 2.0)));
+    }
+    cells.push("·".into());
+    for tier in bench_tiers(Op::Int8Gemm, m) {
+        let t = time(budget, || {
+            kernels::gemm_int8_with(tier, &x, m, &q8, None, &mut out).expect("gemm")
+        });
+        cells.push(format!("{tier} {}", fmt(t, 1.0)));
+    }
+    println!("| {name:<16} | {n:>6}×{k:<5} | {m:>4} | {} |", cells.join(" | "));
 }
 
 /// Naive candle attention (matmul, softmax, matmul) vs the blockwise kernel.
@@ -134,24 +146,28 @@ fn bench_attention(name: &str, heads: usize, len: usize, d: usize, rel: Option<u
         head_dim: d,
     };
     let mut out = vec![0f32; q.len()];
-    let t_ours = time(budget, || {
-        kernels::attention(&q, &k, &v, shape, bias, scale, false, &mut out).expect("attention")
-    });
     let flops = 4.0 * (heads * len * len * d) as f64;
     let fmt = |t: f64| format!("{:>8.1} ms {:>6.0} GF/s", t * 1e3, flops / t / 1e9);
-    println!(
-        "| {name:<34} | {} | {} |",
-        t_candle.map_or_else(|| format!("{:>23}", "(skipped)"), fmt),
-        fmt(t_ours)
-    );
+    let mut cells = vec![format!(
+        "naive {}",
+        t_candle.map_or_else(|| format!("{:>23}", "(skipped)"), fmt)
+    )];
+    for tier in bench_tiers(Op::Attention, 2) {
+        let t = time(budget, || {
+            kernels::attention_with(tier, &q, &k, &v, shape, bias, scale, false, &mut out).expect("attention")
+        });
+        cells.push(format!("{tier} {}", fmt(t)));
+    }
+    println!("| {name:<34} | {} |", cells.join(" | "));
 }
 
 fn main() {
     println!("{}", kernels::describe());
     println!();
+    println!("GEMM: GB/s of weight bytes at M = 1, GF/s at M > 1; per tier, bf16 tiers, then · int8 tiers");
     println!(
-        "| {:<26} | {:>12} | {:>4} | {:>23} | {:>23} | {:>23} | {:>23} |",
-        "op", "N×K", "M", "candle f32", "ours bf16 (active)", "ours bf16 avx512", "ours int8 (active)"
+        "| {:<16} | {:>12} | {:>4} | candle | bf16 tiers … | · | int8 tiers … |",
+        "op", "N×K", "M"
     );
     println!("|---|---|---|---|---|---|---|");
     bench_gemm("attention proj", 1280, 1280, 1);
@@ -164,12 +180,10 @@ fn main() {
     bench_gemm("expert down", 1280, 896, 283);
     bench_gemm("dense down", 1280, 6848, 283);
     bench_gemm("SAM qkv", 2304, 768, 4096);
+    bench_gemm("SAM mlp fc1", 3072, 768, 4096);
     bench_gemm("CLIP fc1", 4096, 1024, 257);
     println!();
-    println!(
-        "| {:<34} | {:>23} | {:>23} |",
-        "attention (f32)", "candle naive", "ours blockwise"
-    );
+    println!("| {:<34} | candle naive | tiers … |", "attention (f32)");
     println!("|---|---|---|");
     bench_attention("SAM global 12×4096×64 + rel-pos", 12, 4096, 64, Some(64), true);
     bench_attention("SAM window 25×12 heads×196×64 +rel", 300, 196, 64, Some(14), true);

@@ -175,7 +175,11 @@ fn main() -> Res<()> {
 fn stages(vb: &VarBuilder, cfg: &ModelConfig, precision: Precision, runs: usize) -> Res<()> {
     let m = vb.pp("model");
     let sam = Sam::load(m.pp("sam_model"), &cfg.sam, precision)?;
-    let clip = Clip::load(m.pp("vision_model"), &cfg.clip, precision)?;
+    let clip = Clip::load(
+        m.pp("vision_model"),
+        cfg.clip().ok_or("not a DeepSeek-OCR config")?,
+        precision,
+    )?;
     let projector = Projector::load(m.pp("projector"), &cfg.projector, precision)?;
     let x = views(1, 1024)?;
     let feats = sam.forward(&x, &mut Taps::off())?;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::engine::{BatchRunner, Engine, EngineOptions, OcrOutput, PageJob, RunOptions};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, NgramGuard};
-use crate::model::config::{ModelConfig, REAL_CONFIG_JSON};
+use crate::model::config::{real_config_json, ModelConfig, ModelVariant};
 use crate::model::random::{write_placeholder_tokenizer, write_random_checkpoint};
 use crate::text::Task;
 use crate::vision::Mode;
@@ -34,6 +34,8 @@ pub enum BenchModel {
         config: Option<PathBuf>,
         cache_dir: PathBuf,
         seed: u64,
+        /// Whose real config to use when `config` is `None`.
+        variant: ModelVariant,
     },
 }
 
@@ -90,8 +92,15 @@ pub struct BenchReport {
     pub machine: Machine,
     pub model: ModelInfo,
     pub settings: Settings,
-    /// Seconds to load the model (mmap, validation, weight conversion/packing).
+    /// Seconds to load the model with the weight files in the page cache (warm): mmap,
+    /// validation, and whatever conversion/packing the precision needs.
     pub load_s: f64,
+    /// Seconds to load the model right after the weight files' pages were dropped from the
+    /// page cache (`posix_fadvise(DONTNEED)`; pages still mapped by other processes stay).
+    pub load_cold_s: f64,
+    /// Seconds of the warm-up page, run on the cold-loaded engine: with weights used in place
+    /// this is where the file is read.
+    pub warmup_page_s: f64,
     pub preprocess_s: Stat,
     pub vision_s: Stat,
     pub prefill_s: Stat,
@@ -120,6 +129,10 @@ pub struct Machine {
     pub cpu: String,
     pub threads: usize,
     pub device: String,
+    /// CPU features the kernels detected (e.g. `avx2 fma avx512f/bw/vl avx512bf16 …`).
+    pub cpu_features: String,
+    /// The kernel tier each op ran on (`bf16_gemm`, `int8_gemm`, `attention`).
+    pub kernels: std::collections::BTreeMap<String, String>,
 }
 
 /// What ran.
@@ -128,7 +141,10 @@ pub struct ModelInfo {
     pub source: String,
     pub parameters: u64,
     pub weights_file_bytes: u64,
+    /// The plan's weight term: owned copies plus weights mapped in place (upper bound).
     pub resident_weights_bytes: u64,
+    /// Weights used in place from the memory map (resident once touched).
+    pub mapped_weights_bytes: u64,
 }
 
 /// How it ran.
@@ -200,10 +216,16 @@ fn cpu_name() -> String {
 }
 
 /// Makes sure a random checkpoint exists in `cache_dir` (written once) and returns its folder.
-pub fn ensure_random_model(config: Option<&Path>, cache_dir: &Path, seed: u64) -> Result<PathBuf> {
+/// Without `config`, the real config of `variant` is used.
+pub fn ensure_random_model(
+    config: Option<&Path>,
+    variant: ModelVariant,
+    cache_dir: &Path,
+    seed: u64,
+) -> Result<PathBuf> {
     let text = match config {
         Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
-        None => REAL_CONFIG_JSON.to_string(),
+        None => real_config_json(variant).to_string(),
     };
     let cfg = ModelConfig::from_value(
         &serde_json::from_str(&text).map_err(|e| {
@@ -232,6 +254,37 @@ pub fn ensure_random_model(config: Option<&Path>, cache_dir: &Path, seed: u64) -
     Ok(dir)
 }
 
+/// Drops the page-cache pages of the model folder's weight files (`posix_fadvise(DONTNEED)`),
+/// so the next load reads them from disk. Returns whether every file was advised.
+pub fn drop_page_cache(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut ok = true;
+    for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if !p.extension().is_some_and(|x| x == "safetensors") {
+            continue;
+        }
+        ok &= fadvise_dontneed(&p);
+    }
+    ok
+}
+
+#[cfg(unix)]
+fn fadvise_dontneed(path: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    // Dirty pages cannot be dropped: write them back first (cheap when there are none).
+    let _ = f.sync_data();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).is_ok()
+}
+
+#[cfg(not(unix))]
+fn fadvise_dontneed(_path: &Path) -> bool {
+    false
+}
+
 /// Runs the benchmark.
 pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<BenchReport> {
     let (dir, source) = match &opts.model {
@@ -240,9 +293,10 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             config,
             cache_dir,
             seed,
+            variant,
         } => {
             on_progress("preparing random checkpoint");
-            let d = ensure_random_model(config.as_deref(), cache_dir, *seed)?;
+            let d = ensure_random_model(config.as_deref(), *variant, cache_dir, *seed)?;
             (
                 d,
                 format!(
@@ -250,7 +304,7 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
                     config
                         .as_ref()
                         .map(|c| c.display().to_string())
-                        .unwrap_or_else(|| "real config".into())
+                        .unwrap_or_else(|| format!("real {variant} config"))
                 ),
             )
         }
@@ -259,10 +313,6 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
         Some(p) => crate::input::image::load_image(p, &Default::default())?,
         None => synthetic_page(),
     };
-    on_progress("loading model");
-    let t0 = Instant::now();
-    let engine = Engine::load(&dir, opts.engine.clone())?;
-    let load_s = t0.elapsed().as_secs_f64();
     let run_opts = RunOptions {
         mode: opts.mode,
         task: Task::Markdown,
@@ -273,11 +323,30 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             ..GenerateOptions::default()
         },
     };
+    // Cold: the weight files' pages dropped, load, then the warm-up page(s) on that engine.
+    on_progress("loading model (cold page cache)");
+    let dropped = drop_page_cache(&dir);
+    let t0 = Instant::now();
+    let engine = Engine::load(&dir, opts.engine.clone())?;
+    let load_cold_s = t0.elapsed().as_secs_f64();
+    if !dropped {
+        tracing::warn!("could not drop the weight files' pages: the cold load ran with a warm cache");
+    }
+    let t = Instant::now();
+    for p in 0..opts.pages.max(1) {
+        on_progress(&format!("warm-up page {}", p + 1));
+        engine.run_with(&image, &run_opts, None)?;
+    }
+    let warmup_page_s = t.elapsed().as_secs_f64() / opts.pages.max(1) as f64;
+    drop(engine);
+    // Warm: load again with the files in the page cache; the measured runs use this engine.
+    on_progress("loading model (warm page cache)");
+    let t0 = Instant::now();
+    let engine = Engine::load(&dir, opts.engine.clone())?;
+    let load_s = t0.elapsed().as_secs_f64();
     let batch = opts.batch.max(1);
     let per_run = opts.pages.max(batch);
     let predicted = engine.memory_plan_batch(&run_opts, image.dimensions(), batch)?.total();
-    on_progress("warm-up");
-    engine.run_with(&image, &run_opts, None)?;
     let mut pages: Vec<(OcrOutput, Duration)> = Vec::new();
     let mut aggregate = Vec::new();
     let mut per_min = Vec::new();
@@ -314,12 +383,18 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             cpu: cpu_name(),
             threads: rayon::current_num_threads(),
             device: format!("{:?}", opts.engine.device),
+            cpu_features: crate::nn::kernels::cpu_features().names(),
+            kernels: crate::nn::kernels::Op::ALL
+                .iter()
+                .map(|op| (op.label().to_string(), op.active_tier().to_string()))
+                .collect(),
         },
         model: ModelInfo {
             source,
             parameters: crate::model::layout::parameter_count(cfg),
             weights_file_bytes: engine.weights_file_bytes(),
             resident_weights_bytes: engine.resident_weights_bytes(),
+            mapped_weights_bytes: engine.mapped_weights_bytes(),
         },
         settings: Settings {
             mode: opts.mode.to_string(),
@@ -331,6 +406,8 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
             precision: opts.engine.precision.to_string(),
         },
         load_s,
+        load_cold_s,
+        warmup_page_s,
         preprocess_s: secs(&|o| o.timings.preprocess),
         vision_s: secs(&|o| o.timings.vision),
         prefill_s: secs(&|o| o.timings.prefill),

@@ -1,5 +1,6 @@
 //! The engine: loads a model folder once and runs pages through
-//! preprocessing → DeepEncoder → decoder → text.
+//! preprocessing → vision encoder (DeepEncoder of DeepSeek-OCR or DeepEncoder V2 of
+//! DeepSeek-OCR 2, chosen by config.json) → decoder → text.
 //!
 //! ```no_run
 //! use deepseek_ocr::{Engine, EngineOptions, Task};
@@ -26,10 +27,9 @@ use crate::memory::{KvCache, MemoryPlan};
 use crate::model::{ModelConfig, Weights};
 use crate::nn::{Precision, Taps};
 use crate::text::{build_prompt, PromptIds, Task, Tokenizer};
-use crate::vision::encoder::DeepEncoder;
 use crate::vision::normalize::views_to_tensor;
-use crate::vision::preprocess::{num_image_tokens, preprocess, tile_grid, Preprocessed};
-use crate::vision::Mode;
+use crate::vision::preprocess::Preprocessed;
+use crate::vision::{load_encoder, Mode, VisionEncoder};
 
 pub mod batch;
 
@@ -47,7 +47,8 @@ pub struct EngineOptions {
     pub defaults: RunOptions,
     /// Refuse a page whose predicted peak memory exceeds this many bytes.
     pub memory_budget: Option<u64>,
-    /// Weight precision of the linear layers on the CPU: f32 (the parity mode), bf16 or int8.
+    /// Weight precision of the linear layers on the CPU: f32 (the parity mode), bf16 or int8;
+    /// the default is [`Precision::auto`], the fastest tested one on this CPU.
     pub precision: Precision,
 }
 
@@ -58,7 +59,7 @@ impl Default for EngineOptions {
             dtype: DType::F32,
             defaults: RunOptions::default(),
             memory_budget: None,
-            precision: Precision::F32,
+            precision: Precision::auto(),
         }
     }
 }
@@ -108,44 +109,61 @@ pub struct OcrOutput {
 /// Weight memory of a loaded model, computed once from the checkpoint layout.
 #[derive(Debug, Clone, Copy)]
 struct WeightMemory {
-    /// Bytes held after loading (see [`Engine::resident_weights_bytes`]).
+    /// Upper bound of the weight bytes in memory after loading: `owned + mapped`
+    /// (see [`Engine::resident_weights_bytes`]).
     resident: u64,
+    /// Bytes of weights used in place from the memory map (bf16 of a bf16 checkpoint, int8 of
+    /// a converted folder): resident only once touched (an
+    /// expert no token is routed to is never read), so this is an upper bound.
+    mapped: u64,
     /// Largest transient while one tensor loads.
     load_transient: u64,
 }
 
 impl WeightMemory {
-    fn of(config: &ModelConfig, options: &EngineOptions) -> Self {
+    fn of(config: &ModelConfig, options: &EngineOptions, weights: &Weights) -> Self {
         let ds = options.dtype.size_in_bytes() as u64;
         let on_cpu = options.device.is_cpu();
-        // Bytes per element alive while one tensor loads: the bf16 bytes read from the file,
-        // then per precision the converted tensor, the host copy handed to the packer and
-        // the packed result.
-        let transient_per_elem = match options.precision {
-            Precision::F32 => 2 + ds,
-            Precision::Bf16 => 2 + 2 + 2,
-            Precision::Int8 => 2 + 4 + 4 + 1,
-        };
         let mut m = WeightMemory {
             resident: 0,
+            mapped: 0,
             load_transient: 0,
         };
         for t in crate::model::layout::checkpoint_tensors(config) {
             let n: u64 = t.shape.iter().map(|&d| d as u64).product();
-            m.load_transient = m.load_transient.max(n * transient_per_elem);
             let name = t.name.as_str();
             if name.ends_with("embeddings.patch_embedding.weight") {
                 continue;
             }
-            let linear = matches!(t.init, crate::model::layout::Init::Weight { .. })
-                && !name.ends_with("mlp.gate.weight")
-                && (t.shape.len() == 2 || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight"));
-            m.resident += match (linear && on_cpu, options.precision) {
-                (true, Precision::Bf16) => n * 2,
-                // int8 values plus one f32 scale per output row.
-                (true, Precision::Int8) => n + 4 * t.shape[0] as u64,
-                _ => n * ds,
+            let entry = weights.entry(name);
+            let bf16_file = entry.is_some_and(|e| e.dtype == DType::BF16 && !e.int8);
+            let int8_file = entry.is_some_and(|e| e.int8);
+            let in_place_linear = crate::quant::convert::is_int8_linear(name, &t.shape, t.init);
+            let linear =
+                in_place_linear || name.ends_with("patch_embed.proj.weight") || name.ends_with("neck.0.weight");
+            let vision = ["model.sam_model.", "model.vision_model.", "model.projector."]
+                .iter()
+                .any(|p| name.starts_with(p));
+            let precision = if vision {
+                options.precision.for_vision()
+            } else {
+                options.precision
             };
+            // (bytes owned after loading, bytes mapped in place, transient per element while
+            // loading: the bytes read from the file, then per precision the converted tensor,
+            // the host copy handed to the packer and the packed result).
+            let (owned, mapped, transient_per_elem) = match (linear && on_cpu, precision) {
+                (true, Precision::Bf16) if in_place_linear && bf16_file => (0, n * 2, 0),
+                (true, Precision::Bf16) => (n * 2, 0, 2 + 2 + 2),
+                // A converted file's int8 values are used in place (their scales copied);
+                // otherwise int8 values plus one f32 scale and one offset per output row.
+                (true, Precision::Int8) if in_place_linear && int8_file => (4 * t.shape[0] as u64, n, 0),
+                (true, Precision::Int8) => (n + 8 * t.shape[0] as u64, 0, 2 + 4 + 4 + 1),
+                _ => (n * ds, 0, 2 + ds),
+            };
+            m.load_transient = m.load_transient.max(n * transient_per_elem);
+            m.resident += owned + mapped;
+            m.mapped += mapped;
         }
         m
     }
@@ -158,7 +176,7 @@ pub struct Engine {
     model_dir: PathBuf,
     weights_file_bytes: u64,
     weight_memory: WeightMemory,
-    encoder: DeepEncoder,
+    encoder: Box<dyn VisionEncoder>,
     lm: DeepseekV2,
     tokenizer: Tokenizer,
 }
@@ -181,8 +199,19 @@ impl Engine {
         tokenizer.image_token_id(config.tokens.image)?;
         let weights = Weights::from_model_dir(model_dir)?;
         weights.validate(&config)?;
+        if let Some(scheme) = weights.quantization() {
+            if options.precision != Precision::Int8 {
+                tracing::warn!(
+                    "{} holds {scheme} weights converted from another checkpoint: running it in {} is lossy \
+                     (the int8 rounding stays), so results are not parity results; use the original checkpoint for that",
+                    model_dir.display(),
+                    options.precision
+                );
+            }
+        }
         let vb = weights.var_builder(options.dtype, &options.device);
-        let encoder = DeepEncoder::load_with(vb.clone(), &config, options.precision)?;
+        // int8 mode keeps the vision encoder in bf16 where this CPU's int8 GEMM is the slower.
+        let encoder = load_encoder(vb.clone(), &config, options.precision.for_vision())?;
         let lm = DeepseekV2::load_with(
             vb,
             &config.lm,
@@ -192,16 +221,19 @@ impl Engine {
             },
         )?;
         tracing::info!(
-            "loaded {} ({:.2} B parameters, {} weights, {} activations on {:?})",
+            "loaded {} ({}, {:.2} B parameters, {} weights (vision {}), {} activations on {:?}; {})",
             model_dir.display(),
+            config.variant(),
             crate::model::layout::parameter_count(&config) as f64 / 1e9,
             options.precision,
+            options.precision.for_vision(),
             format!("{:?}", options.dtype).to_lowercase(),
-            options.device
+            options.device,
+            crate::nn::kernels::tiers_summary()
         );
         Ok(Engine {
             weights_file_bytes: weights.total_bytes(),
-            weight_memory: WeightMemory::of(&config, &options),
+            weight_memory: WeightMemory::of(&config, &options, &weights),
             config,
             options,
             model_dir: model_dir.to_path_buf(),
@@ -231,9 +263,15 @@ impl Engine {
         &self.tokenizer
     }
 
-    /// The vision encoder.
-    pub fn encoder(&self) -> &DeepEncoder {
-        &self.encoder
+    /// The vision encoder of the model's variant.
+    pub fn encoder(&self) -> &dyn VisionEncoder {
+        self.encoder.as_ref()
+    }
+
+    /// Cuts a page into the views of `mode` as the model's variant does (OCR 2 maps
+    /// `gundam` onto its 768² tiles and refuses sizes it has no query table for).
+    pub fn preprocess(&self, image: &RgbImage, mode: Mode) -> Result<Preprocessed> {
+        self.encoder.preprocess(image, mode)
     }
 
     /// The language model.
@@ -249,8 +287,19 @@ impl Engine {
     /// Bytes of weights the engine holds in memory: linear layers at the chosen precision
     /// (packed), everything else (embeddings, norms, position tables, 3×3 convs, routers)
     /// in the compute dtype; the unused CLIP patch convolution is never loaded.
+    ///
+    /// Weights used in place from the memory map (bf16 linear layers of a bf16 checkpoint)
+    /// are counted in full: an upper bound of the bytes that become resident as they are
+    /// touched ([`Engine::mapped_weights_bytes`]).
     pub fn resident_weights_bytes(&self) -> u64 {
         self.weight_memory.resident
+    }
+
+    /// Bytes of weights used in place from the memory-mapped checkpoint (part of
+    /// [`Engine::resident_weights_bytes`]); they are read from the file only when a product
+    /// first touches them.
+    pub fn mapped_weights_bytes(&self) -> u64 {
+        self.weight_memory.mapped
     }
 
     /// The most positions a page may take (prompt + new tokens): the model's position limit.
@@ -274,21 +323,14 @@ impl Engine {
     /// and the decode activations of `batch` rows are far below the prefill's.
     pub fn memory_plan_batch(&self, opts: &RunOptions, image_size: (u32, u32), batch: usize) -> Result<MemoryPlan> {
         let (w, h) = image_size;
-        let grid = tile_grid(opts.mode, w, h);
-        let image_tokens = num_image_tokens(opts.mode, grid);
+        let views = self.encoder.view_plan(opts.mode, w, h)?;
         // Prompt text is short; the image tokens dominate. 64 covers every preset.
-        let prompt_len = image_tokens + 64;
+        let prompt_len = views.image_tokens + 64;
         let ds = self.options.dtype.size_in_bytes();
-        let n_tiles = if grid.0 * grid.1 > 1 { grid.0 * grid.1 } else { 0 };
-        let global = if opts.mode.crop {
-            opts.mode.base_size
-        } else {
-            opts.mode.image_size
-        };
-        let vision = vision_activation_bytes(&self.config, global, 1, ds).max(vision_activation_bytes(
+        let vision = vision_activation_bytes(&self.config, views.global_side, 1, ds).max(vision_activation_bytes(
             &self.config,
-            opts.mode.image_size,
-            n_tiles,
+            views.tile_side,
+            views.tiles,
             ds,
         ));
         Ok(MemoryPlan {
@@ -366,7 +408,7 @@ impl Engine {
         self.memory_plan(opts, image.dimensions())?
             .check(self.options.memory_budget)?;
         let t0 = Instant::now();
-        let pre = preprocess(image, opts.mode);
+        let pre = self.encoder.preprocess(image, opts.mode)?;
         let preprocess_time = t0.elapsed();
 
         let t1 = Instant::now();

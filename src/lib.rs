@@ -6,7 +6,7 @@
 //! images into Markdown with layout boxes.
 //!
 //! The data flows through the modules top to bottom:
-//! `engine` → `generate` → `lm` / `vision` → `model`, `nn`, `memory`, `quant` →
+//! `job` → `engine` → `generate` → `lm` / `vision` → `model`, `nn`, `memory`, `quant` →
 //! `text`, `input`, `output`. Lower modules never use higher ones.
 
 pub mod error;
@@ -25,14 +25,15 @@ pub mod vision;
 pub mod generate;
 
 pub mod bench;
+pub mod device_plan;
 pub mod engine;
 pub mod parity;
 
-pub mod cli;
+pub mod job;
 
 pub use engine::{Engine, EngineOptions, OcrOutput, RunOptions};
 pub use error::{Error, Result};
 pub use generate::GenerateOptions;
-pub use model::{ModelConfig, Weights};
+pub use model::{ModelConfig, ModelVariant, Weights};
 pub use text::Task;
 pub use vision::Mode;

@@ -236,7 +236,6 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
     use crate::generate::{GenerateOptions, NgramGuard, Sampling};
     use crate::nn::Taps;
     use crate::text::Task;
-    use crate::vision::preprocess::preprocess;
     use crate::vision::Mode;
 
     let golden = GoldenCase::load(case_dir)?;
@@ -266,7 +265,7 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
     let prompt_text = j["prompt"].as_str().ok_or_else(|| bad("prompt"))?;
 
     // Preprocessing.
-    let pre = preprocess(&image, mode);
+    let pre = engine.preprocess(&image, mode)?;
     let grid = golden.ids(&["preprocessing", "images_spatial_crop"]);
     report.exact(
         "preprocessing.images_spatial_crop",
@@ -360,7 +359,7 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
         taps.put("decode_logits", &Tensor::cat(&rows, 0)?);
     }
     drop(page);
-    if let Some(t) = taps.get("moe_l1_topk_idx") {
+    if let (Some(t), true) = (taps.get("moe_l1_topk_idx"), j["lm"].get("moe_l1_topk_idx").is_some()) {
         let want: Vec<u32> = j["lm"]["moe_l1_topk_idx"]
             .as_array()
             .map(|rows| {
@@ -381,7 +380,9 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
     }
 
     // Every golden tensor by name.
-    let ours = taps.into_map();
+    let mut ours = taps.into_map();
+    add_variant_names(engine, &mut ours)?;
+    check_router_ids_by_layer(&mut report, &golden, &ours)?;
     compare_all(&mut report, &golden, &ours)?;
 
     // Greedy generation, without and with the HF n-gram guard, from the same prepared page.
@@ -420,4 +421,93 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
         dump(path, &golden, &ours)?;
     }
     Ok(report)
+}
+
+/// The per-variant tensor-name map: records the tensors the engine computes under the extra
+/// names a variant's golden set uses.
+///
+/// * DeepSeek-OCR 2 goldens name SAM's resized rel-pos tables with their grid
+///   (`dbg_sam_block1_rel_pos_h_resized_48`) and hold both RoPE frequency tables
+///   (`lm_rope_inv_freq`; the encoder records `enc_rope_inv_freq` itself).
+/// * DeepSeek-OCR goldens use the engine's names as they are.
+pub fn add_variant_names(engine: &crate::engine::Engine, ours: &mut BTreeMap<String, Tensor>) -> Result<()> {
+    if engine.config().variant() != crate::model::ModelVariant::DeepSeekOcr2 {
+        return Ok(());
+    }
+    let mut extra = Vec::new();
+    for (name, t) in ours.iter() {
+        if name.starts_with("dbg_sam_block") && name.ends_with("_resized") {
+            extra.push((format!("{name}_{}", t.dim(0)?), t.clone()));
+        }
+    }
+    // Router choices: the OCR-2 goldens list each position's experts in ascending id order
+    // (version 1: descending weight), for every MoE layer.
+    for (name, ids) in ours.iter() {
+        let Some(layer) = name.strip_prefix("moe_l").and_then(|r| r.strip_suffix("_topk_idx")) else {
+            continue;
+        };
+        let Some(w) = ours.get(&format!("moe_l{layer}_topk_weight")) else {
+            continue;
+        };
+        let (len, k) = ids.dims2()?;
+        let ids_v = tensor_ids(ids)?;
+        let w_v = w
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let (mut si, mut sw) = (Vec::with_capacity(len * k), Vec::with_capacity(len * k));
+        for r in 0..len {
+            let mut row: Vec<(u32, f32)> = (0..k).map(|c| (ids_v[r * k + c], w_v[r * k + c])).collect();
+            row.sort_by_key(|&(id, _)| id);
+            si.extend(row.iter().map(|&(id, _)| id));
+            sw.extend(row.iter().map(|&(_, w)| w));
+        }
+        extra.push((name.clone(), Tensor::from_vec(si, (len, k), &Device::Cpu)?));
+        extra.push((
+            format!("moe_l{layer}_topk_weight"),
+            Tensor::from_vec(sw, (len, k), &Device::Cpu)?,
+        ));
+    }
+    let f = engine.language_model().rope_inv_freq();
+    extra.push((
+        "lm_rope_inv_freq".to_string(),
+        Tensor::from_slice(f, f.len(), &Device::Cpu)?,
+    ));
+    ours.extend(extra);
+    Ok(())
+}
+
+/// Exact router ids of every MoE layer listed in golden.json `lm.moe_topk_idx`
+/// (`{"layer1": [[ids…] per position], …}`, the OCR-2 goldens' form).
+pub fn check_router_ids_by_layer(
+    report: &mut Report,
+    golden: &GoldenCase,
+    ours: &BTreeMap<String, Tensor>,
+) -> Result<()> {
+    let Some(layers) = golden.json["lm"]["moe_topk_idx"].as_object() else {
+        return Ok(());
+    };
+    for (layer, rows) in layers {
+        let want: Vec<u32> = rows
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+                    .filter_map(|x| x.as_u64().map(|x| x as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = layer.trim_start_matches("layer");
+        let name = format!("lm.moe_topk_idx.{layer}");
+        match ours.get(&format!("moe_l{n}_topk_idx")) {
+            Some(t) => report.exact(&name, &tensor_ids(t)?, &want),
+            None => report.entries.push(Entry {
+                name,
+                shape: vec![want.len()],
+                check: Check::NotImplemented,
+            }),
+        }
+    }
+    Ok(())
 }

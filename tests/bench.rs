@@ -66,7 +66,9 @@ fn bench_random_weights_json_schema() {
     }
     assert_eq!(v["settings"]["new_tokens"], 8);
     assert_eq!(v["settings"]["mode"], "tiny");
-    assert_eq!(v["settings"]["precision"], "f32");
+    // The default precision is `auto`, resolved for this CPU.
+    assert_eq!(v["settings"]["precision"], deepseek_ocr::nn::Precision::auto().name());
+    assert!(v["machine"]["kernels"]["int8_gemm"].is_string());
     assert_eq!(v["image_tokens"], 73);
     assert!(v["kv_cache_bytes"].as_u64().unwrap() > 0);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);

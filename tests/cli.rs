@@ -59,6 +59,8 @@ fn golden_args(shared: &Path) -> Vec<String> {
         "tiny",
         "--max-tokens",
         "25",
+        "--precision",
+        "f32",
         "--quiet",
     ]
     .iter()
@@ -87,6 +89,32 @@ fn assert_clean_failure(o: &Output, out_dir: Option<&Path>, what: &str) -> Strin
         assert!(files.is_empty(), "{what}: partial output left: {files:?}");
     }
     lines[0].to_string()
+}
+
+/// Asserts the keep-going contract for a batch whose only input is bad: exit code 7, one
+/// `NAME.error.json` (kind, message naming the problem, hint, stage) and `batch.json`
+/// counting it, and no results.
+fn assert_recorded_failure(o: &Output, out: &Path, name: &str, needle: &str) {
+    assert_eq!(o.status.code(), Some(7), "{name}: {}", stderr(o));
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "{err}");
+    let rec = read_json(&out.join(format!("{name}.error.json")));
+    assert_eq!(rec["kind"], "input", "{rec}");
+    assert_eq!(rec["stage"], "inspect", "{rec}");
+    assert!(rec["message"].as_str().unwrap().contains(needle), "{rec}");
+    assert!(!rec["hint"].as_str().unwrap().is_empty(), "{rec}");
+    let batch = read_json(&out.join("batch.json"));
+    assert_eq!(batch["inputs"]["failed"], 1, "{batch}");
+    let names: Vec<String> = all_files(out)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["batch.json".to_string(), format!("{name}.error.json")]);
+    assert!(
+        err.lines().last().unwrap().starts_with("error: 1 of 1 inputs failed"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(out).unwrap();
 }
 
 fn all_files(dir: &Path) -> Vec<PathBuf> {
@@ -178,9 +206,15 @@ fn zero_byte_and_corrupt_images() {
     let junk = tmp.path().join("junk.jpg");
     std::fs::write(&junk, b"this is text, not a JPEG").unwrap();
     for p in [&zero, &corrupt, &junk] {
-        let o = dsocr(&["ocr", p.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-        let line = assert_clean_failure(&o, Some(&out), &p.display().to_string());
+        // Alone (streamed to stdout): one clean error line, exit code 3 (bad input).
+        let o = dsocr(&["ocr", p.to_str().unwrap()]);
+        let line = assert_clean_failure(&o, None, &p.display().to_string());
         assert!(line.contains("not a readable image"), "{line}");
+        assert_eq!(o.status.code(), Some(3));
+        // In a batch: recorded, and the batch goes on (issue 15).
+        let o = dsocr(&["ocr", p.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let name = p.file_stem().unwrap().to_str().unwrap();
+        assert_recorded_failure(&o, &out, name, "not a readable image");
     }
 }
 
@@ -195,10 +229,14 @@ fn corrupt_and_encrypted_pdfs() {
     std::fs::write(&corrupt, minipdf::corrupt_pdf()).unwrap();
     let locked = tmp.path().join("locked.pdf");
     std::fs::write(&locked, minipdf::make_pdf(2, true)).unwrap();
+    let o = dsocr(&["ocr", corrupt.to_str().unwrap()]);
+    assert!(assert_clean_failure(&o, None, "corrupt pdf").contains("not a readable PDF"));
+    let o = dsocr(&["ocr", locked.to_str().unwrap()]);
+    assert!(assert_clean_failure(&o, None, "encrypted pdf").contains("encrypted"));
     let o = dsocr(&["ocr", corrupt.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(assert_clean_failure(&o, Some(&out), "corrupt pdf").contains("not a readable PDF"));
+    assert_recorded_failure(&o, &out, "corrupt", "not a readable PDF");
     let o = dsocr(&["ocr", locked.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(assert_clean_failure(&o, Some(&out), "encrypted pdf").contains("encrypted"));
+    assert_recorded_failure(&o, &out, "locked", "encrypted");
 }
 
 #[test]
@@ -210,6 +248,9 @@ fn page_range_outside_the_document() {
     let out = tmp.path().join("out");
     let pdf = tmp.path().join("two.pdf");
     std::fs::write(&pdf, minipdf::make_pdf(2, false)).unwrap();
+    let o = dsocr(&["ocr", pdf.to_str().unwrap(), "--pages", "1-3"]);
+    let line = assert_clean_failure(&o, None, "page range");
+    assert!(line.contains("outside the document"), "{line}");
     let o = dsocr(&[
         "ocr",
         pdf.to_str().unwrap(),
@@ -218,8 +259,7 @@ fn page_range_outside_the_document() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let line = assert_clean_failure(&o, Some(&out), "page range");
-    assert!(line.contains("outside the document"), "{line}");
+    assert_recorded_failure(&o, &out, "two", "outside the document");
     let o = dsocr(&[
         "ocr",
         pdf.to_str().unwrap(),
@@ -455,7 +495,7 @@ fn folder_input() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["a.boxes.png", "a.json", "b.boxes.png", "b.json"]);
+    assert_eq!(names, ["a.boxes.png", "a.json", "b.boxes.png", "b.json", "batch.json"]);
     assert_eq!(
         read_json(&out.join("a.json"))["text"].as_str().unwrap(),
         expected_text(&shared)

@@ -5,7 +5,16 @@ mod common;
 
 use deepseek_ocr::generate::{GenerateOptions, NgramGuard, Sampling};
 use deepseek_ocr::input::image::load_image;
+use deepseek_ocr::nn::Precision;
 use deepseek_ocr::{Engine, EngineOptions, Mode, RunOptions, Task};
+
+/// The parity options: f32 weights, exact against the goldens (the default is `auto`).
+fn f32_options() -> EngineOptions {
+    EngineOptions {
+        precision: Precision::F32,
+        ..EngineOptions::default()
+    }
+}
 
 fn mode_of(case: &common::Case) -> Mode {
     let m = &case.json["mode"];
@@ -30,7 +39,7 @@ fn ids(case: &common::Case, key: &str) -> Vec<u32> {
 fn every_case_end_to_end_gives_the_reference_ids() {
     let shared = shared_or_skip!();
     let mini = shared.join("golden/mini");
-    let engine = Engine::load(&mini, EngineOptions::default()).unwrap();
+    let engine = Engine::load(&mini, f32_options()).unwrap();
     for dir in common::golden_cases(&shared) {
         let case = common::Case::load(&dir);
         let image = load_image(
@@ -126,10 +135,9 @@ fn memory_budget_is_enforced_before_the_page_runs() {
 #[test]
 fn wrong_model_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let e = Engine::load(dir.path(), EngineOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = Engine::load(dir.path(), EngineOptions::default()).err().unwrap();
+    // The hint is kept apart from the message.
+    let e = format!("{e}\nhint: {}", e.hint());
     assert!(e.contains("config.json") && e.contains("hint"), "{e}");
     let e = Engine::load(&dir.path().join("nope"), EngineOptions::default())
         .err()
@@ -140,15 +148,12 @@ fn wrong_model_folder_is_a_clear_error() {
 
 #[test]
 fn fast_precisions_run_and_hold_less_memory() {
-    use deepseek_ocr::nn::Precision;
     let shared = shared_or_skip!();
     let mini = shared.join("golden/mini");
     let case = common::Case::load(&mini.join("portrait_tiny"));
     let greedy = ids(&case, "generated_ids");
     let image = load_image(&mini.join("portrait_tiny/input.png"), &Default::default()).unwrap();
-    let f32_bytes = Engine::load(&mini, EngineOptions::default())
-        .unwrap()
-        .resident_weights_bytes();
+    let f32_bytes = Engine::load(&mini, f32_options()).unwrap().resident_weights_bytes();
     for precision in [Precision::Bf16, Precision::Int8] {
         let engine = Engine::load(
             &mini,

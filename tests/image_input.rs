@@ -49,7 +49,8 @@ fn assert_input_error(path: &Path, opts: &LoadOptions, needle: &str) {
             img.width(),
             img.height()
         ),
-        Err(e) => e.to_string(),
+        // The hint is kept apart from the message.
+        Err(e) => format!("{e}\nhint: {}", e.hint()),
     };
     eprintln!("{err}");
     assert!(

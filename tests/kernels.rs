@@ -1,4 +1,5 @@
-//! The CPU kernels against plain f64 references, on every dispatch path this CPU has.
+//! The CPU kernels against plain f64 references, on every tier of every op this CPU has
+//! (each forced in turn; tiers the CPU lacks, e.g. AMX off Intel, are skipped and named).
 //!
 //! Accuracy bounds (stated per element, with `S = Σ_k |x_k|·|w_k|`):
 //! * BF16 GEMM vs the exact product of the *bf16-rounded* operands: `1e-5·S` (f32 sums only);
@@ -9,7 +10,7 @@
 //! * Attention vs an f64 softmax reference: 1e-4 absolute on outputs of size ~1.
 
 use deepseek_ocr::nn::kernels::{
-    self, attention_with, gemm_bf16_with, gemm_int8_with, AttnBias, AttnShape, KernelPath, PackedBf16, PackedInt8,
+    self, attention_with, gemm_bf16_with, gemm_int8_with, AttnBias, AttnShape, KernelPath, Op, PackedBf16, PackedInt8,
 };
 use deepseek_ocr::quant::int8::{quantize_row, QuantizedInt8};
 
@@ -31,15 +32,18 @@ impl Rng {
     }
 }
 
-/// The paths this CPU can run; prints which ones are skipped.
-fn paths(what: &str) -> Vec<KernelPath> {
-    KernelPath::ALL
-        .into_iter()
+/// The tiers of `op` this CPU can run; prints which ones are skipped.
+fn paths(op: Op) -> Vec<KernelPath> {
+    op.tiers()
+        .iter()
+        .copied()
         .filter(|p| {
             let ok = p.is_available();
             if !ok {
-                eprintln!("SKIPPED {what} on path {p}: this CPU lacks it");
+                eprintln!("SKIPPED {op} on tier {p}: this CPU lacks it");
             }
+            // Each tier, forced as the ceiling, runs exactly that tier.
+            assert!(!ok || op.tier_under(*p) == *p);
             ok
         })
         .collect()
@@ -65,11 +69,14 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (64, 96, 256),
     (70, 130, 97),
     (100, 200, 300),
+    (4, 64, 96),
+    (9, 256, 128),
+    (1, 200, 4096),
 ];
 
 #[test]
 fn bf16_gemm_matches_reference_on_every_path() {
-    for path in paths("bf16 gemm") {
+    for path in paths(Op::Bf16Gemm) {
         let mut worst_rounded = 0f64;
         let mut worst_true = 0f64;
         for (case, &(m, n, k)) in SHAPES.iter().enumerate() {
@@ -81,8 +88,8 @@ fn bf16_gemm_matches_reference_on_every_path() {
             let with_bias = case % 2 == 0;
             let mut out = vec![f32::NAN; m * n];
             gemm_bf16_with(path, &x, m, &packed, with_bias.then_some(&bias[..]), &mut out).unwrap();
-            // AMX and AVX-512 round x to bf16; AVX2 and portable keep it f32.
-            let x_rounds = matches!(path, KernelPath::Amx | KernelPath::Avx512);
+            // AMX and AVX512-BF16 round x to bf16; the widening tiers keep it f32.
+            let x_rounds = matches!(path, KernelPath::Amx | KernelPath::Avx512Bf16);
             for i in 0..m {
                 for j in 0..n {
                     let (mut exact_rounded, mut exact, mut s) = (0f64, 0f64, 0f64);
@@ -151,7 +158,7 @@ fn int8_gemm_matches_reference_on_every_path() {
         .copied()
         .chain([(1, 64, 896), (20, 40, 6848 / 8)])
         .collect();
-    for path in paths("int8 gemm") {
+    for path in paths(Op::Int8Gemm) {
         let mut worst_exact = 0f64;
         let mut worst_true = 0f64;
         for (case, &(m, n, k)) in shapes.iter().enumerate() {
@@ -321,7 +328,7 @@ fn attention_matches_reference_on_every_path() {
             causal: true,
         },
     ];
-    for path in paths("attention") {
+    for path in paths(Op::Attention) {
         let mut worst = 0f32;
         for (ci, c) in cases.iter().enumerate() {
             let s = c.shape;
@@ -425,11 +432,42 @@ fn dispatch_parses_forces_and_describes() {
     assert_eq!(KernelPath::parse("AMX"), Some(KernelPath::Amx));
     assert_eq!(KernelPath::parse("sse"), None);
     assert!(KernelPath::Portable.is_available());
+    for op in Op::ALL {
+        assert_eq!(Op::parse(op.name()), Some(op));
+    }
     assert_eq!(kernels::force(Some(KernelPath::Portable)), KernelPath::Portable);
-    assert!(kernels::describe().contains("portable"));
+    for op in Op::ALL {
+        assert_eq!(op.active_tier(), KernelPath::Portable);
+    }
+    assert!(kernels::describe().contains("bf16 gemm portable"));
     let restored = kernels::force(None);
     assert!(restored.is_available());
-    assert!(kernels::describe().contains(restored.name()));
+    let env_forced = std::env::var_os("DSOCR_KERNEL").is_some();
+    for op in Op::ALL {
+        // Without forcing, each op runs on its best tier the CPU has.
+        let best = *op.available_tiers().last().unwrap();
+        if !env_forced {
+            assert_eq!(op.active_tier(), best, "{op}");
+        }
+        assert!(kernels::describe().contains(op.active_tier().name()));
+    }
+    // A per-op ceiling lowers one op only.
+    let bf16_before = Op::Bf16Gemm.active_tier();
+    assert_eq!(
+        kernels::force_op(Op::Int8Gemm, Some(KernelPath::Portable)),
+        KernelPath::Portable
+    );
+    assert_eq!(Op::Bf16Gemm.active_tier(), bf16_before);
+    kernels::force_op(Op::Int8Gemm, None);
+    // Ice Lake-like choice: AVX-512 without BF16 still uses AVX512-VNNI for int8.
+    assert_eq!(
+        Op::Bf16Gemm.tier_under(KernelPath::Avx512Vnni),
+        Op::Bf16Gemm.tier_under(KernelPath::Avx512)
+    );
+    if KernelPath::Avx512Vnni.is_available() {
+        assert_eq!(Op::Int8Gemm.tier_under(KernelPath::Avx512Vnni), KernelPath::Avx512Vnni);
+    }
+    eprintln!("{}", kernels::describe());
 }
 
 mod linear {
@@ -437,6 +475,7 @@ mod linear {
 
     use candle_core::{DType, Device, Module, Tensor};
     use candle_nn::VarBuilder;
+    use deepseek_ocr::nn::kernels::KernelPath;
     use deepseek_ocr::nn::{Linear, Precision};
 
     use super::Rng;
@@ -508,7 +547,32 @@ mod linear {
         assert_eq!("INT8".parse::<Precision>().unwrap(), Precision::Int8);
         assert_eq!(" f32 ".parse::<Precision>().unwrap(), Precision::F32);
         assert!("fp8".parse::<Precision>().is_err());
-        assert_eq!(Precision::default(), Precision::F32);
+    }
+
+    /// `auto` (the default) is the fastest tested precision the kernel tiers allow: int8
+    /// wherever the int8 GEMM has a SIMD tier; its vision encoder stays int8 only on tiers
+    /// whose int8 multiply-add outruns the bf16 one.
+    #[test]
+    fn auto_precision_follows_the_kernel_tiers() {
+        use deepseek_ocr::nn::kernels::Op;
+        let auto = "auto".parse::<Precision>().unwrap();
+        assert_eq!(auto, Precision::auto());
+        assert_eq!(Precision::default(), auto);
+        assert_eq!(deepseek_ocr::EngineOptions::default().precision, auto);
+        let int8 = Op::Int8Gemm.active_tier();
+        if int8 > KernelPath::Portable {
+            assert_eq!(auto, Precision::Int8, "int8 tier {int8}");
+        } else {
+            assert_ne!(auto, Precision::Int8);
+        }
+        assert_eq!(Precision::F32.for_vision(), Precision::F32);
+        assert_eq!(Precision::Bf16.for_vision(), Precision::Bf16);
+        let vision = Precision::Int8.for_vision();
+        match int8 {
+            KernelPath::Amx | KernelPath::Avx512Vnni => assert_eq!(vision, Precision::Int8),
+            KernelPath::Portable => assert_eq!(vision, Precision::Bf16),
+            _ => assert!(vision == Precision::Int8 || vision == Precision::Bf16),
+        }
     }
 }
 

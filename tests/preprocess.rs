@@ -386,17 +386,32 @@ fn mini_golden_cases_preprocess_exactly() {
 
 #[test]
 fn debug_preprocess_command_writes_the_golden_views() {
-    use deepseek_ocr::cli::debug_preprocess::{run, Args, Compat};
+    // The command line lives in the binary (not the library), so the test runs it.
+    let dsocr = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dsocr"))
+            .args(["debug", "preprocess"])
+            .args(args)
+            .output()
+            .expect("run dsocr")
+    };
     let shared = shared_or_skip!();
     let case = shared.join("golden-preprocess/gray16_png/gundam");
     let out = tempfile::tempdir().expect("tempdir");
-    let args = Args {
-        image: shared.join("golden-preprocess/gray16_png/input.png"),
-        mode: Mode::GUNDAM,
-        out: out.path().to_path_buf(),
-        compat: Some(Compat::Pillow),
-    };
-    run(args).expect("debug preprocess");
+    let input = shared.join("golden-preprocess/gray16_png/input.png");
+    let o = dsocr(&[
+        input.as_os_str(),
+        "--mode".as_ref(),
+        "gundam".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+        "--compat".as_ref(),
+        "pillow".as_ref(),
+    ]);
+    assert!(
+        o.status.success(),
+        "debug preprocess: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let g = json(&case.join("golden.json"));
     let report = json(&out.path().join("preprocess.json"));
     assert_eq!(report["num_image_tokens"], g["num_image_tokens"]);
@@ -422,11 +437,9 @@ fn debug_preprocess_command_writes_the_golden_views() {
         assert_eq!(&png(&out.path().join(&name)), want, "{name}");
     }
     // A missing input is an error, not a panic.
-    let bad = Args {
-        image: out.path().join("missing.png"),
-        mode: Mode::GUNDAM,
-        out: out.path().join("x"),
-        compat: None,
-    };
-    assert!(run(bad).is_err());
+    let missing = out.path().join("missing.png");
+    let x = out.path().join("x");
+    let o = dsocr(&[missing.as_os_str(), "--out".as_ref(), x.as_os_str()]);
+    assert!(!o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }

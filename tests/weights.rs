@@ -74,11 +74,11 @@ fn copy_mini(dst: &Path, shared: &Path) {
 fn missing_config_and_weights_are_clear_errors() {
     let shared = shared_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let e = ModelConfig::from_file(&dir.path().join("config.json"))
-        .unwrap_err()
-        .to_string();
+    // The hint is kept apart from the message.
+    let with_hint = |e: deepseek_ocr::Error| format!("{e}\nhint: {}", e.hint());
+    let e = with_hint(ModelConfig::from_file(&dir.path().join("config.json")).unwrap_err());
     assert!(e.contains("config.json") && e.contains("hint"), "{e}");
-    let e = Weights::from_model_dir(dir.path()).err().unwrap().to_string();
+    let e = with_hint(Weights::from_model_dir(dir.path()).err().unwrap());
     assert!(e.contains("no .safetensors") && e.contains("hint"), "{e}");
     copy_mini(dir.path(), &shared);
     assert!(Weights::from_model_dir(dir.path()).is_ok());

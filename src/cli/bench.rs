@@ -11,7 +11,7 @@ use crate::vision::Mode;
 /// Arguments.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  dsocr bench --random-weights --mode base --new-tokens 128 --json base.json\n  dsocr bench --model ./DeepSeek-OCR --mode gundam --image page.png --runs 5"
+    after_help = "Examples:\n  dsocr bench --random-weights --mode base --new-tokens 128 --json base.json\n  dsocr bench --random-weights --variant ocr2 --mode gundam\n  dsocr bench --model ./DeepSeek-OCR --mode gundam --image page.png --runs 5"
 )]
 pub struct Args {
     /// Model folder to measure.
@@ -20,9 +20,13 @@ pub struct Args {
     /// Measure a full-size model with random weights (written once to the cache folder).
     #[arg(long)]
     pub random_weights: bool,
-    /// config.json for --random-weights (default: the real DeepSeek-OCR config).
+    /// config.json for --random-weights (default: the real config of --variant).
     #[arg(long, requires = "random_weights")]
     pub config: Option<PathBuf>,
+    /// Model variant of --random-weights without --config: ocr (DeepSeek-OCR) or ocr2
+    /// (DeepSeek-OCR-2).
+    #[arg(long, default_value = "ocr", value_parser = crate::cli::parse_variant, conflicts_with = "config")]
+    pub variant: crate::model::ModelVariant,
     /// Where random checkpoints are kept (default: ~/.cache/deepseek-ocr).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -53,8 +57,9 @@ pub struct Args {
     /// Activation dtype: f32 (parity), bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Weight precision of the linear layers on the CPU: f32, bf16 or int8.
-    #[arg(long, default_value = "f32")]
+    /// Weight precision of the linear layers on the CPU: auto (the fastest tested one on this
+    /// CPU), f32 (parity), bf16 or int8.
+    #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
 }
 
@@ -109,6 +114,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             config: a.config,
             cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),
             seed: 0,
+            variant: a.variant,
         },
         _ => anyhow::bail!("pass --model DIR or --random-weights"),
     };
@@ -153,7 +159,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         r.settings.dtype,
         r.settings.precision
     );
-    println!("load         {:.2} s", r.load_s);
+    println!(
+        "load         {:.2} s warm, {:.2} s cold (page cache dropped); warm-up page after the cold load {:.2} s",
+        r.load_s, r.load_cold_s, r.warmup_page_s
+    );
     let row = |name: &str, s: &bench::Stat, unit: &str| {
         println!("{name:<12} {:.3} {unit} (min {:.3}, max {:.3})", s.median, s.min, s.max)
     };
@@ -170,8 +179,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     row("throughput", &r.pages_per_min, "pages/min");
     println!("tokens       prompt {} (image {})", r.prompt_tokens, r.image_tokens);
     println!(
-        "memory       weights {} resident ({} on disk), KV cache {}, predicted peak {}, measured peak RSS {}",
+        "memory       weights ≤ {} resident ({} of it mapped in place, touched on use; {} on disk), KV cache {}, predicted peak {}, measured peak RSS {}",
         mb(r.model.resident_weights_bytes),
+        mb(r.model.mapped_weights_bytes),
         mb(r.model.weights_file_bytes),
         mb(r.kv_cache_bytes),
         mb(r.predicted_peak_bytes),

@@ -38,8 +38,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from("..")),
         };
         if engine.as_ref().map(|(d, _)| d != &model).unwrap_or(true) {
-            let e = Engine::load(&model, EngineOptions::default())
-                .with_context(|| format!("loading the model in {}", model.display()))?;
+            // Parity is checked in the f32 mode, whatever `auto` picks on this CPU.
+            let options = EngineOptions {
+                precision: crate::nn::Precision::F32,
+                ..EngineOptions::default()
+            };
+            let e =
+                Engine::load(&model, options).with_context(|| format!("loading the model in {}", model.display()))?;
             engine = Some((model.clone(), e));
         }
         let Some((_, e)) = engine.as_ref() else { continue };

@@ -11,16 +11,21 @@ use image::RgbImage;
 use serde_json::json;
 
 use crate::input::image::{load_image, Bits16, LoadOptions};
-use crate::vision::preprocess::{global_geometry, preprocess, GlobalGeometry};
+use crate::model::ModelVariant;
+use crate::vision::preprocess::{global_geometry, GlobalGeometry};
+use crate::vision::vision_encoder::rules;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The image file.
     pub image: PathBuf,
-    /// tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop]
+    /// tiny, small, base, large, gundam (= dynamic), nocrop768 or custom:BASE:IMAGE[:crop]
     #[arg(long, default_value = "gundam")]
     pub mode: crate::vision::Mode,
+    /// Model variant whose preprocessing to run: ocr (DeepSeek-OCR) or ocr2 (DeepSeek-OCR-2).
+    #[arg(long, default_value = "ocr", value_parser = crate::cli::parse_variant)]
+    pub variant: ModelVariant,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -53,7 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..LoadOptions::default()
     };
     let page = load_image(&args.image, &opts)?;
-    let p = preprocess(&page, args.mode);
+    let p = rules::preprocess(args.variant, &page, args.mode)?;
+    let mode = p.mode;
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
@@ -68,7 +74,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let (w, h) = p.image_size;
-    let geometry = match global_geometry(args.mode, w, h) {
+    let global = match args.variant {
+        ModelVariant::DeepSeekOcr => global_geometry(mode, w, h),
+        ModelVariant::DeepSeekOcr2 => match crate::vision::ocr2::preprocess::global_pad_geometry(mode, w, h) {
+            Some(g) => GlobalGeometry::Pad(g),
+            None => GlobalGeometry::Squash {
+                side: mode.image_size as u32,
+            },
+        },
+    };
+    let geometry = match global {
         GlobalGeometry::Squash { side } => json!({ "kind": "squash", "resized_wh": [side, side], "offset_xy": [0, 0] }),
         GlobalGeometry::Pad(g) => json!({
             "kind": "pad",
@@ -81,12 +96,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = json!({
         "image": args.image.display().to_string(),
         "mode": {
-            "name": args.mode.name(),
-            "base_size": args.mode.base_size,
-            "image_size": args.mode.image_size,
-            "crop_mode": args.mode.crop,
-            "max_tiles": args.mode.max_tiles,
+            "name": mode.name(),
+            "base_size": mode.base_size,
+            "image_size": mode.image_size,
+            "crop_mode": mode.crop,
+            "max_tiles": mode.max_tiles,
         },
+        "variant": args.variant.to_string(),
         "compat": if args.compat.is_some() { "pillow" } else { "default" },
         "decoded_size_wh": [w, h],
         "global_view": { "file": "global_view.png", "size_wh": [p.global.width(), p.global.height()] },
@@ -103,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     eprintln!(
         "{}: {w}x{h}, mode {}, grid {}x{}, {} tiles, {} image tokens -> {}",
         args.image.display(),
-        args.mode,
+        mode,
         p.grid.0,
         p.grid.1,
         p.tiles.len(),

@@ -4,15 +4,18 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::model::config::{ModelConfig, REAL_CONFIG_JSON};
+use crate::model::config::{real_config_json, ModelConfig};
 use crate::model::random::{write_placeholder_tokenizer, write_random_checkpoint};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// config.json to follow (default: the real DeepSeek-OCR config).
+    /// config.json to follow (default: the real config of --variant).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Variant whose real config is used without --config: ocr or ocr2.
+    #[arg(long, default_value = "ocr", value_parser = crate::cli::parse_variant, conflicts_with = "config")]
+    pub variant: crate::model::ModelVariant,
     /// Output folder (model.safetensors, config.json, tokenizer.json).
     #[arg(long)]
     pub out: PathBuf,
@@ -25,7 +28,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let text = match &a.config {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        None => REAL_CONFIG_JSON.to_string(),
+        None => real_config_json(a.variant).to_string(),
     };
     let value = serde_json::from_str(&text).context("config is not valid JSON")?;
     let cfg = ModelConfig::from_value(

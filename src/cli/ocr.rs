@@ -1,32 +1,27 @@
 //! `dsocr ocr INPUT...`: images, PDFs, folders and globs to Markdown, JSON and
 //! annotated page images, as a resumable batch.
 //!
-//! Order of work, chosen so that mistakes surface before the (slow) model load and
+//! A thin caller of [`crate::job`]. Order of work, chosen so that mistakes surface before the (slow) model load and
 //! never leave partial results: parse the options, expand the inputs, check every
 //! input (image headers, PDF encryption and page ranges), see what is already done,
 //! resolve and load the model, then process one page at a time, writing each file
 //! atomically and the page's JSON last, which marks the page finished.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::{DType, Device};
-use image::RgbImage;
 
-mod batched;
-
-use super::model_source;
 use super::progress::Progress;
-use crate::engine::{Engine, EngineOptions, OcrOutput, RunOptions};
+use crate::engine::{Engine, EngineOptions, OcrOutput};
 use crate::error::{Error, Result};
-use crate::generate::GenerateOptions;
-use crate::input::pdf::{PageRanges, PdfFile, PdfLibrary, DEFAULT_DPI};
-use crate::output::json::{DocumentJson, PageJson};
-use crate::output::{atomic, boxes, grounding, markdown};
-use crate::text::Task;
-use crate::vision::Mode;
+use crate::input::pdf::DEFAULT_DPI;
+use crate::job::{
+    self, model_source, Batch, Document, Entry, Format, Input, InputKind, JobRequest, Layout, MosaicOptions, PageOcr,
+    PdfLoader, RawRequest, Shard, Unreadable,
+};
+use crate::output::json::DocumentJson;
+use crate::output::markdown;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,9 +34,6 @@ Examples:
 
 Rerunning the same command skips pages whose results already exist.";
 
-/// Image file extensions taken from folders and globs.
-const IMAGE_EXTENSIONS: [&str; 9] = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "jfif"];
-
 /// Arguments of `dsocr ocr`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -52,7 +44,8 @@ pub struct Args {
     /// Model folder or Hugging Face repo id [default: deepseek-ai/DeepSeek-OCR].
     #[arg(long, value_name = "DIR|HUB_ID")]
     pub model: Option<String>,
-    /// Resolution mode: tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop].
+    /// Resolution mode: tiny, small, base, large, gundam (= dynamic), nocrop768 or custom:BASE:IMAGE[:crop]
+    /// (DeepSeek-OCR-2: gundam, base, nocrop768).
     #[arg(long, default_value = "gundam")]
     pub mode: String,
     /// Task: markdown, ocr, free, figure, describe, locate=TEXT or prompt=TEXT
@@ -63,8 +56,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Text output: md (rewritten Markdown), json (only NAME.json), txt (text without layout tags).
-    #[arg(long, value_enum, default_value_t = Format::Md)]
-    pub format: Format,
+    #[arg(long, default_value = "md", value_parser = ["md", "json", "txt"])]
+    pub format: String,
     /// PDF pages to process, e.g. 1-3,7 or 5- (default: all).
     #[arg(long, value_name = "RANGES")]
     pub pages: Option<String>,
@@ -80,9 +73,10 @@ pub struct Args {
     /// Compute dtype.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
-    /// Weight precision of the linear layers on the CPU: f32 (exact parity with the
-    /// reference), bf16 (fast) or int8 (fastest decode, least memory).
-    #[arg(long, default_value = "f32")]
+    /// Weight precision of the linear layers on the CPU: auto (the fastest one with a tested
+    /// accuracy bound on this CPU, see `dsocr --version`), f32 (exact parity with the
+    /// reference), bf16 or int8 (fastest decode, least memory).
+    #[arg(long, default_value = "auto")]
     pub precision: crate::nn::Precision,
     /// Refuse pages whose predicted peak memory exceeds this many GB (checked before each page).
     #[arg(long, value_name = "GB")]
@@ -94,17 +88,27 @@ pub struct Args {
     /// Folder (or file) of libpdfium, for PDF input.
     #[arg(long, value_name = "DIR")]
     pub pdfium: Option<PathBuf>,
-}
-
-/// Text output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Markdown with figure links (the official rewrite).
-    Md,
-    /// The JSON record only.
-    Json,
-    /// Plain text: layout references removed.
-    Txt,
+    /// Run only shard K of N (1-based) of the job's pages, for array jobs on a cluster.
+    /// Without it, JOB_COMPLETION_INDEX (+ DSOCR_SHARD_COUNT or --shard-count) and
+    /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT are read. Combine with `dsocr merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// The number of shards when the index comes from JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<usize>,
+    /// Pages larger than --huge-threshold: shrink them (the model's own modes) or tile
+    /// them into overlapping full-resolution tiles whose boxes are merged back.
+    #[arg(long, value_name = "HOW", default_value = "shrink", value_parser = ["shrink", "tile"])]
+    pub huge_images: String,
+    /// Tile side in pixels for --huge-images tile.
+    #[arg(long, value_name = "PX", default_value_t = 1024)]
+    pub tile_size: u32,
+    /// Overlap between tiles in pixels for --huge-images tile.
+    #[arg(long, value_name = "PX", default_value_t = 128)]
+    pub tile_overlap: u32,
+    /// Pages whose width or height exceeds this many pixels count as huge.
+    #[arg(long, value_name = "PX", default_value_t = 2048)]
+    pub huge_threshold: u32,
 }
 
 /// Compute dtype choices.
@@ -139,382 +143,158 @@ fn parse_device(s: &str) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| Error::request(format!("CUDA device {ordinal} unavailable: {e}"), hint))
 }
 
-/// What kind of file an input is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Image,
-    Pdf,
+/// Not every input of a batch succeeded (some have `NAME.error.json`).
+#[derive(Debug)]
+pub struct PartialFailure {
+    pub failed: usize,
+    pub total: usize,
 }
 
-/// One input file and the name its outputs get.
-#[derive(Debug, Clone)]
-struct Input {
-    path: PathBuf,
-    kind: Kind,
-    /// File stem; outputs are `NAME.*`.
-    name: String,
-    /// Selected 0-based pages (PDFs only).
-    pages: Vec<usize>,
-}
-
-fn extension(p: &Path) -> String {
-    p.extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
-fn is_supported(p: &Path) -> bool {
-    let e = extension(p);
-    e == "pdf" || IMAGE_EXTENSIONS.contains(&e.as_str())
-}
-
-/// PDF by extension or by its `%PDF` signature (for files named without one).
-fn kind_of(p: &Path) -> Kind {
-    if extension(p) == "pdf" {
-        return Kind::Pdf;
-    }
-    let mut head = [0u8; 5];
-    let is_pdf = std::fs::File::open(p)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && &head == b"%PDF-";
-    if is_pdf {
-        Kind::Pdf
-    } else {
-        Kind::Image
+impl PartialFailure {
+    /// [`super::exit::PARTIAL`].
+    pub fn exit_code(&self) -> u8 {
+        super::exit::PARTIAL
     }
 }
 
-const SUPPORTED_HINT: &str = "supported inputs: PNG, JPEG, GIF, BMP, TIFF, WebP images and PDF files";
-
-/// Expands files, folders and globs into sorted, de-duplicated input files.
-fn expand_inputs(args: &[String]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for a in args {
-        let p = Path::new(a);
-        if p.is_dir() {
-            let entries = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && is_supported(f))
-                .collect();
-            if files.is_empty() {
-                return Err(Error::input(p, "the folder holds no images or PDFs", SUPPORTED_HINT));
-            }
-            files.sort();
-            out.extend(files);
-        } else if p.exists() {
-            out.push(p.to_path_buf());
-        } else if a.contains(['*', '?', '[']) {
-            let paths = glob::glob(a).map_err(|e| {
-                Error::request(
-                    format!("bad glob pattern `{a}`: {e}"),
-                    "quote the pattern and check its brackets",
-                )
-            })?;
-            let mut files: Vec<PathBuf> = paths
-                .filter_map(|r| r.ok())
-                .filter(|f| f.is_file() && is_supported(f))
-                .collect();
-            if files.is_empty() {
-                return Err(Error::input(p, "the pattern matches no images or PDFs", SUPPORTED_HINT));
-            }
-            files.sort();
-            out.extend(files);
-        } else {
-            return Err(Error::input(p, "no such file or folder", "check the path"));
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
-    Ok(out)
-}
-
-/// Reads only the image header: catches empty, truncated-header and non-image files
-/// before the model is loaded.
-fn check_image(path: &Path) -> Result<()> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::input(
-            path,
-            format!("not a readable image: {e}"),
-            format!("check that the file is a complete image; {SUPPORTED_HINT}"),
+impl std::fmt::Display for PartialFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} inputs failed; hint: see NAME.error.json in the output folder, fix them and rerun (finished pages are skipped)",
+            self.failed, self.total
         )
-    };
-    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = reader.with_guessed_format().map_err(|e| bad(&e))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| bad(&e))?;
-    if w == 0 || h == 0 {
-        return Err(bad(&"the image is empty"));
-    }
-    Ok(())
-}
-
-/// Reads an image input: EXIF orientation applied, converted to RGB as the reference does.
-fn load_image(path: &Path) -> Result<RgbImage> {
-    crate::input::image::load_image(path, &crate::input::image::LoadOptions::default())
-}
-
-/// Where the outputs of one page go, and which format.
-struct PageTarget {
-    /// Folder of the page's files.
-    dir: PathBuf,
-    /// File stem: `NAME` for an image, `page_0001` for a PDF page.
-    stem: String,
-    format: Format,
-    /// The PDF script collapses blank-line runs; the image path does not.
-    collapse_newlines: bool,
-}
-
-impl PageTarget {
-    fn json(&self) -> PathBuf {
-        self.dir.join(format!("{}.json", self.stem))
-    }
-    fn text(&self) -> Option<PathBuf> {
-        match self.format {
-            Format::Md => Some(self.dir.join(format!("{}.md", self.stem))),
-            Format::Txt => Some(self.dir.join(format!("{}.txt", self.stem))),
-            Format::Json => None,
-        }
-    }
-    fn boxes(&self) -> PathBuf {
-        self.dir.join(format!("{}.boxes.png", self.stem))
-    }
-    fn images_dir_name(&self) -> String {
-        format!("{}_images", self.stem)
-    }
-    /// Finished pages have their JSON (written last) and text file.
-    fn is_done(&self) -> bool {
-        self.json().is_file() && self.text().is_none_or(|t| t.is_file())
-    }
-
-    /// Writes crops, the annotated page, the text file and finally the JSON.
-    fn write(&self, page: &RgbImage, record: &PageJson) -> Result<()> {
-        let rewritten = markdown::rewrite(
-            &record.text,
-            &format!("{}/", self.images_dir_name()),
-            self.collapse_newlines,
-        );
-        let crops = markdown::crop_jobs(&rewritten.image_refs);
-        if !crops.is_empty() {
-            let dir = self.dir.join(self.images_dir_name());
-            atomic::create_dir_all(&dir)?;
-            atomic::remove_stale_temps(&dir);
-            for job in &crops {
-                if let Some(c) = boxes::crop(page, job.norm_box) {
-                    atomic::write_png(&dir.join(format!("{}.png", job.crop_index)), &c)?;
-                }
-            }
-        }
-        let refs = grounding::parse_refs(&record.text);
-        atomic::write_png(&self.boxes(), &boxes::draw(page, &refs))?;
-        if let Some(t) = self.text() {
-            let body = match self.format {
-                Format::Txt => markdown::strip_refs(&record.text),
-                _ => rewritten.markdown,
-            };
-            atomic::write_text(&t, &body)?;
-        }
-        write_json(&self.json(), record)
     }
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
-    atomic::write_text(path, &(text + "\n"))
-}
+impl std::error::Error for PartialFailure {}
 
 /// Runs `dsocr ocr`.
-///
-/// Every error carries a hint; errors from deeper layers that have none (tensor
-/// backend, I/O while writing) get a generic one, since what is finished is kept.
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
-    match Ocr::new(args, quiet).and_then(Ocr::run) {
-        Ok(()) => Ok(()),
-        Err(e) if e.to_string().contains("\nhint: ") => Err(e.into()),
-        Err(e) => Err(anyhow::anyhow!(
-            "{e}\nhint: finished pages are kept and skipped when the same command is rerun; add --verbose for details"
-        )),
-    }
+    Ocr::new(args, quiet)?.run()
 }
 
 /// The state of one `dsocr ocr` invocation.
 struct Ocr {
     args: Args,
     quiet: bool,
-    run: RunOptions,
+    request: JobRequest,
     device: Device,
-    pdf_lib: Option<PdfLibrary>,
-    inputs: Vec<Input>,
+    pdf: PdfLoader,
+    /// Checked inputs; in a batch, unreadable ones stay as failures.
+    entries: Vec<Entry>,
+    shard: Option<Shard>,
+    mosaic: Option<MosaicOptions>,
+}
+
+/// The progress bar as a job reporter.
+impl job::Reporter for Progress {
+    fn line(&self, msg: &str) {
+        self.println(msg);
+    }
+    fn working(&self, label: &str, chars: usize) {
+        if chars == 0 {
+            self.set_message(label.to_string());
+        } else {
+            self.set_message(format!("{label}: {chars} chars"));
+        }
+    }
+    fn page_finished(&self) {
+        self.inc();
+    }
 }
 
 impl Ocr {
     /// Parses options and checks every input; no file is written here.
     fn new(args: Args, quiet: bool) -> Result<Self> {
-        let mode: Mode = args
-            .mode
+        let format: Format = args
+            .format
             .parse()
             .map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
-        let mut task: Task = args
-            .task
-            .parse()
-            .map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
-        if let Task::Prompt(p) = &mut task {
-            // Shells make typing a newline awkward; the official prompts need one after `<image>`.
-            *p = p.replace("\\n", "\n");
-            if p.matches("<image>").count() != 1 {
-                return Err(Error::request(
-                    "a custom prompt must contain `<image>` exactly once",
-                    "e.g. --task 'prompt=<image>\\nFree OCR.'",
-                ));
-            }
-        }
-        let ranges: Option<PageRanges> = args
-            .pages
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: String| Error::request(e, "see `dsocr ocr --help`"))?;
-        if !(args.dpi.is_finite() && args.dpi >= 10.0 && args.dpi <= 1200.0) {
+        let request = JobRequest::parse(&RawRequest {
+            mode: &args.mode,
+            task: &args.task,
+            pages: args.pages.as_deref(),
+            max_tokens: args.max_tokens,
+            dpi: args.dpi,
+            format,
+        })?;
+        let device = parse_device(&args.device)?;
+        let shard = match &args.shard {
+            Some(s) => Some(s.parse::<Shard>()?),
+            None => Shard::from_env(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()), args.shard_count)?,
+        };
+        if shard.is_some() && args.out.is_none() {
             return Err(Error::request(
-                format!("--dpi {} is out of range", args.dpi),
-                "use a value between 10 and 1200 (default 144)",
+                "a shard needs an output folder",
+                "add --out DIR (shared by all shards)",
             ));
         }
-        let mut generate = GenerateOptions::default();
-        if let Some(n) = args.max_tokens {
-            if n == 0 {
-                return Err(Error::request(
-                    "--max-tokens must be at least 1",
-                    "omit it for the default 8192",
-                ));
-            }
-            generate.max_new_tokens = n;
-        }
-        let device = parse_device(&args.device)?;
-
-        let paths = expand_inputs(&args.inputs)?;
-        let mut inputs = Vec::new();
-        let mut pdf_lib = None;
-        for path in paths {
-            let kind = kind_of(&path);
-            let mut pages = Vec::new();
-            match kind {
-                Kind::Image => check_image(&path)?,
-                Kind::Pdf => {
-                    if pdf_lib.is_none() {
-                        pdf_lib = Some(PdfLibrary::load(args.pdfium.as_deref())?);
-                    }
-                    if let Some(lib) = &pdf_lib {
-                        let doc = lib.open(&path)?;
-                        pages = match &ranges {
-                            Some(r) => r.resolve(doc.page_count(), &path)?,
-                            None => (0..doc.page_count()).collect(),
-                        };
-                    }
-                }
-            }
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "output".into());
-            inputs.push(Input {
-                path,
-                kind,
-                name,
-                pages,
-            });
-        }
-        if ranges.is_some() && !inputs.iter().any(|i| i.kind == Kind::Pdf) {
+        let mosaic = (args.huge_images == "tile")
+            .then_some(MosaicOptions {
+                tile: args.tile_size,
+                overlap: args.tile_overlap,
+                threshold: args.huge_threshold,
+            })
+            .map(|m| m.validate().map(|()| m))
+            .transpose()?;
+        let paths = job::inputs::expand(&args.inputs)?;
+        let any_pdf = paths.iter().any(|p| job::inputs::kind_of(p) == InputKind::Pdf);
+        if request.pages.is_some() && !any_pdf {
             return Err(Error::request(
                 "--pages applies to PDF inputs, and none was given",
                 "remove --pages",
             ));
         }
-        if args.out.is_none() && inputs.len() > 1 {
+        if args.out.is_none() && paths.len() > 1 {
             return Err(Error::request(
-                format!("{} inputs need an output folder", inputs.len()),
+                format!("{} inputs need an output folder", paths.len()),
                 "add --out DIR (only a single input is streamed to stdout)",
             ));
         }
-        // Two inputs with the same stem would overwrite each other's results.
-        let mut by_name: HashMap<&str, &Path> = HashMap::new();
-        for i in &inputs {
-            if let Some(other) = by_name.insert(&i.name, &i.path) {
-                return Err(Error::input(
-                    &i.path,
-                    format!(
-                        "its results would overwrite those of {} (same name `{}`)",
-                        other.display(),
-                        i.name
-                    ),
-                    "rename one of them or process them with different --out folders",
-                ));
+        let mut pdf = PdfLoader::new(args.pdfium.clone());
+        if any_pdf {
+            // A missing libpdfium concerns every PDF: one clear error, not one per file.
+            pdf.get()?;
+        }
+        let mut entries = Vec::new();
+        for path in paths {
+            match job::inputs::inspect(&path, request.pages.as_ref(), &mut pdf) {
+                Ok(i) => entries.push(Ok(i)),
+                // A single input streamed to stdout fails as a whole; a batch goes on.
+                Err(e) if args.out.is_some() => entries.push(Err(Unreadable::new(path, e))),
+                Err(e) => return Err(e),
             }
         }
-        let run = RunOptions { mode, task, generate };
+        let named: Vec<Input> = entries
+            .iter()
+            .map(|e| match e {
+                Ok(i) => i.clone(),
+                Err(u) => Input {
+                    path: u.path.clone(),
+                    kind: InputKind::Image,
+                    name: u.name.clone(),
+                    pages: Vec::new(),
+                    page_count: 0,
+                },
+            })
+            .collect();
+        job::inputs::check_unique_names(&named)?;
         Ok(Self {
             args,
             quiet,
-            run,
+            request,
             device,
-            pdf_lib,
-            inputs,
+            pdf,
+            entries,
+            shard,
+            mosaic,
         })
     }
 
-    fn page_target(&self, out: &Path, input: &Input, page: Option<usize>) -> PageTarget {
-        match page {
-            None => PageTarget {
-                dir: out.to_path_buf(),
-                stem: input.name.clone(),
-                format: self.args.format,
-                collapse_newlines: false,
-            },
-            Some(p) => PageTarget {
-                dir: out.join(&input.name),
-                stem: format!("page_{:04}", p + 1),
-                format: self.args.format,
-                collapse_newlines: true,
-            },
-        }
-    }
-
-    /// Whether a whole input is finished: all its pages and, for PDFs, the combined files.
-    fn input_done(&self, out: &Path, input: &Input) -> bool {
-        match input.kind {
-            Kind::Image => self.page_target(out, input, None).is_done(),
-            Kind::Pdf => {
-                combined_paths(out, input, self.args.format).iter().all(|p| p.is_file())
-                    && input
-                        .pages
-                        .iter()
-                        .all(|&p| self.page_target(out, input, Some(p)).is_done())
-            }
-        }
-    }
-
-    /// A warning when finished results were made with another mode or task than asked now.
-    fn settings_note(&self, json: &Path) -> String {
-        let Some(v) = std::fs::read_to_string(json)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        else {
-            return String::new();
-        };
-        let (mode, task) = (
-            v["mode"].as_str().unwrap_or_default(),
-            v["task"].as_str().unwrap_or_default(),
-        );
-        if mode == self.run.mode.to_string() && task == self.run.task.to_string() {
-            String::new()
-        } else {
-            format!(" (made with --mode {mode} --task {task}; delete its results to redo it)")
-        }
-    }
-
-    fn run(self) -> Result<()> {
+    fn run(self) -> anyhow::Result<()> {
         match self.args.out.clone() {
-            None => self.run_stdout(),
+            None => Ok(self.run_stdout()?),
             Some(out) => self.run_batch(&out),
         }
     }
@@ -526,7 +306,7 @@ impl Ocr {
         let options = EngineOptions {
             device: self.device.clone(),
             dtype: self.args.dtype.into(),
-            defaults: self.run.clone(),
+            defaults: self.request.run.clone(),
             memory_budget: self.args.memory_budget.map(|gb| (gb * 1e9) as u64),
             precision: self.args.precision,
         };
@@ -535,81 +315,65 @@ impl Ocr {
 
     /// A single input streamed to stdout.
     fn run_stdout(&self) -> Result<()> {
-        let engine = self.load_engine()?;
-        let Some(input) = self.inputs.first() else {
+        let Some(Ok(input)) = self.entries.first() else {
             return Ok(());
         };
+        let engine = self.load_engine()?;
+        let format = self.request.format;
         let stdout = std::io::stdout();
-        let stream = self.args.format == Format::Md;
+        let stream = format == Format::Md;
         let mut on_text = |piece: &str| {
             let mut lock = stdout.lock();
             // A closed pipe (e.g. `| head`) must not abort the run with a panic.
             let _ = lock.write_all(piece.as_bytes());
             let _ = lock.flush();
         };
-        let source = input.path.display().to_string();
-        let finish = |page: Option<usize>, out: &OcrOutput, records: &mut Vec<PageJson>| {
+        let doc = Document::open(input, self.pdf.loaded())?;
+        let mut records = Vec::new();
+        for page in input.units() {
+            let img = doc.page(page, self.request.dpi)?;
+            let out: OcrOutput = match &self.mosaic {
+                Some(m) if m.applies(img.width(), img.height()) => {
+                    let out = job::mosaic::run_mosaic(&engine, &img, &self.request.run, m, None)?;
+                    if stream {
+                        on_text(&out.text);
+                    }
+                    out
+                }
+                _ => engine.run_with(
+                    &img,
+                    &self.request.run,
+                    if stream {
+                        Some(&mut on_text as &mut dyn FnMut(&str))
+                    } else {
+                        None
+                    },
+                )?,
+            };
             let mut lock = stdout.lock();
-            match self.args.format {
+            match format {
                 Format::Md => {
                     let _ = writeln!(lock);
                 }
                 Format::Txt => {
                     let _ = writeln!(lock, "{}", markdown::strip_refs(&out.text));
                 }
-                Format::Json => records.push(PageJson::new(
-                    &source,
-                    page.map(|p| p + 1),
-                    &self.run.mode.to_string(),
-                    &self.run.task.to_string(),
-                    out,
-                )),
+                Format::Json => records.push(
+                    job::batch::page_record(input, page, &self.request, &out)
+                        .with_precision(engine.options().precision.name()),
+                ),
             }
-        };
-        let mut records = Vec::new();
-        let mut page_count = 1;
-        match input.kind {
-            Kind::Image => {
-                let img = load_image(&input.path)?;
-                let out = engine.run_with(
-                    &img,
-                    &self.run,
-                    if stream {
-                        Some(&mut on_text as &mut dyn FnMut(&str))
-                    } else {
-                        None
-                    },
-                )?;
-                finish(None, &out, &mut records);
-            }
-            Kind::Pdf => {
-                let doc = self.open_pdf(input)?;
-                page_count = doc.page_count();
-                for &p in &input.pages {
-                    let img = doc.render(p, self.args.dpi)?;
-                    let out = engine.run_with(
-                        &img,
-                        &self.run,
-                        if stream {
-                            Some(&mut on_text as &mut dyn FnMut(&str))
-                        } else {
-                            None
-                        },
-                    )?;
-                    finish(Some(p), &out, &mut records);
-                    if self.args.format != Format::Json {
-                        let _ = stdout.lock().write_all(markdown::PAGE_SPLIT.as_bytes());
-                    }
-                }
+            if page.is_some() && format != Format::Json {
+                let _ = lock.write_all(markdown::PAGE_SPLIT.as_bytes());
             }
         }
-        if self.args.format == Format::Json {
+        if format == Format::Json {
             let text = match input.kind {
-                Kind::Image => records.first().map(serde_json::to_string_pretty),
-                Kind::Pdf => Some(serde_json::to_string_pretty(&DocumentJson {
+                InputKind::Image => records.first().map(serde_json::to_string_pretty),
+                InputKind::Pdf => Some(serde_json::to_string_pretty(&DocumentJson {
                     schema_version: crate::output::json::SCHEMA_VERSION,
-                    source,
-                    page_count,
+                    source: input.path.display().to_string(),
+                    page_count: doc.page_count(),
                     pages: records,
                 })),
             };
@@ -620,232 +384,47 @@ impl Ocr {
         Ok(())
     }
 
-    fn open_pdf(&self, input: &Input) -> Result<PdfFile<'_>> {
-        match &self.pdf_lib {
-            Some(lib) => lib.open(&input.path),
-            None => Err(Error::input(
-                &input.path,
-                "PDF support was not initialised",
-                "report this as a bug",
-            )),
-        }
-    }
-
-    /// All inputs into `out`, skipping finished pages.
-    fn run_batch(&self, out: &Path) -> Result<()> {
-        let pending: Vec<&Input> = self.inputs.iter().filter(|i| !self.input_done(out, i)).collect();
-        let total_pages: usize = self
-            .inputs
-            .iter()
-            .map(|i| if i.kind == Kind::Pdf { i.pages.len() } else { 1 })
-            .sum();
-        let progress = Progress::new(total_pages as u64, self.quiet);
-        for i in &self.inputs {
-            if !pending.iter().any(|p| std::ptr::eq(*p, i)) {
-                let first_page = if i.kind == Kind::Pdf {
-                    i.pages.first().copied()
-                } else {
-                    None
-                };
-                let note = self.settings_note(&self.page_target(out, i, first_page).json());
-                progress.println(format!("{}: skipped (already done){note}", i.path.display()));
-                progress.inc();
-            }
-        }
-        if pending.is_empty() {
-            progress.finish();
-            return Ok(());
-        }
+    /// All inputs into `out`, skipping finished pages; failures are recorded and the batch goes on.
+    fn run_batch(&self, out: &Path) -> anyhow::Result<()> {
+        let batch = Batch {
+            request: &self.request,
+            layout: Layout::new(out, self.request.format),
+            entries: &self.entries,
+            pdf: self.pdf.loaded(),
+            shard: self.shard,
+            mosaic: self.mosaic,
+        };
+        let progress = Progress::new(batch.total_pages() as u64, self.quiet);
         let existed = out.is_dir();
-        let prepared = prepare_out_dir(out);
-        let engine = prepared.and_then(|()| self.load_engine());
-        let engine = match engine {
+        let engine = match batch.layout.prepare().and_then(|()| {
+            if batch.needs_model() {
+                self.load_engine().map(Some)
+            } else {
+                Ok(None)
+            }
+        }) {
             Ok(e) => e,
             Err(e) => {
                 // Leave no trace of a run that produced nothing (only removes an empty folder).
                 if !existed {
                     let _ = std::fs::remove_dir(out);
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
-        let batch = self.batch_size(&engine)?;
-        if batch > 1 {
-            self.run_batched(&engine, &progress, out, &pending, batch)?;
-            progress.finish();
-            return Ok(());
-        }
-        for input in pending {
-            match input.kind {
-                Kind::Image => {
-                    let target = self.page_target(out, input, None);
-                    let img = load_image(&input.path)?;
-                    let record = self.run_page(&engine, &progress, input, None, &img)?;
-                    target.write(&img, &record)?;
-                    progress.inc();
-                    progress.println(done_line(&input.path.display().to_string(), &record));
-                }
-                Kind::Pdf => self.run_pdf(&engine, &progress, out, input)?,
-            }
-        }
+        let summary = batch.run(engine.as_ref().map(|e| e as &dyn PageOcr), &progress)?;
         progress.finish();
+        job::layout::write_json(&out.join(summary.file_name()), &summary)?;
+        if !self.quiet {
+            eprintln!("{}", summary.line());
+        }
+        if summary.inputs.failed > 0 {
+            return Err(PartialFailure {
+                failed: summary.inputs.failed,
+                total: summary.inputs.total(),
+            }
+            .into());
+        }
         Ok(())
     }
-
-    /// `--batch`: the number given, or for `auto` the largest batch (≤ 8) of pages of a
-    /// Letter page's size at 144 dpi whose memory plan fits the budget.
-    fn batch_size(&self, engine: &Engine) -> Result<usize> {
-        match self.args.batch.trim() {
-            "auto" => engine.auto_batch(&self.run, (1224, 1584), 8),
-            n => {
-                n.parse::<usize>().ok().filter(|&n| n >= 1).ok_or_else(|| {
-                    Error::request(format!("--batch {n} is not a number ≥ 1 or `auto`"), "e.g. --batch 4")
-                })
-            }
-        }
-    }
-
-    fn run_page(
-        &self,
-        engine: &Engine,
-        progress: &Progress,
-        input: &Input,
-        page: Option<usize>,
-        img: &RgbImage,
-    ) -> Result<PageJson> {
-        let label = match page {
-            Some(p) => format!("{} p{}", input.name, p + 1),
-            None => input.name.clone(),
-        };
-        progress.set_message(label.clone());
-        let mut chars = 0usize;
-        let mut on_text = |piece: &str| {
-            chars += piece.chars().count();
-            progress.set_message(format!("{label}: {chars} chars"));
-        };
-        let t0 = Instant::now();
-        let out = engine.run_with(img, &self.run, Some(&mut on_text))?;
-        tracing::debug!(page = %label, seconds = t0.elapsed().as_secs_f64(), tokens = out.token_ids.len(), "page done");
-        Ok(PageJson::new(
-            &input.path.display().to_string(),
-            page.map(|p| p + 1),
-            &self.run.mode.to_string(),
-            &self.run.task.to_string(),
-            &out,
-        ))
-    }
-
-    fn run_pdf(&self, engine: &Engine, progress: &Progress, out: &Path, input: &Input) -> Result<()> {
-        let doc = self.open_pdf(input)?;
-        let page_dir = out.join(&input.name);
-        atomic::create_dir_all(&page_dir)?;
-        atomic::remove_stale_temps(&page_dir);
-        for &p in &input.pages {
-            let target = self.page_target(out, input, Some(p));
-            if target.is_done() {
-                let note = self.settings_note(&target.json());
-                progress.println(format!(
-                    "{} page {}: skipped (already done){note}",
-                    input.path.display(),
-                    p + 1
-                ));
-                progress.inc();
-                continue;
-            }
-            // One page alive at a time: memory does not grow with the page count.
-            let img = doc.render(p, self.args.dpi)?;
-            let record = self.run_page(engine, progress, input, Some(p), &img)?;
-            target.write(&img, &record)?;
-            progress.inc();
-            progress.println(done_line(&format!("{} page {}", input.path.display(), p + 1), &record));
-        }
-        self.write_combined(out, input, doc.page_count())
-    }
-
-    /// Assembles `NAME.json` and `NAME.md`/`NAME.txt` of a PDF from its page records.
-    fn write_combined(&self, out: &Path, input: &Input, page_count: usize) -> Result<()> {
-        let mut pages = Vec::new();
-        for &p in &input.pages {
-            let path = self.page_target(out, input, Some(p)).json();
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            let record: PageJson = serde_json::from_str(&text).map_err(|e| {
-                Error::input(
-                    &path,
-                    format!("unreadable page record: {e}"),
-                    "delete this file and rerun to redo the page",
-                )
-            })?;
-            pages.push(record);
-        }
-        let [json_path, text_path] = combined_paths_all(out, input, self.args.format);
-        if let Some(text_path) = text_path {
-            let body = match self.args.format {
-                Format::Txt => pages
-                    .iter()
-                    .map(|r| markdown::strip_refs(&r.text))
-                    .collect::<Vec<_>>()
-                    .join("\n\n"),
-                _ => {
-                    let md: Vec<String> = pages
-                        .iter()
-                        .map(|r| {
-                            let prefix = format!("{}/page_{:04}_images/", input.name, r.page.unwrap_or(0));
-                            markdown::rewrite(&r.text, &prefix, true).markdown
-                        })
-                        .collect();
-                    markdown::join_pages(md.iter().map(String::as_str))
-                }
-            };
-            atomic::write_text(&text_path, &body)?;
-        }
-        let doc = DocumentJson {
-            schema_version: crate::output::json::SCHEMA_VERSION,
-            source: input.path.display().to_string(),
-            page_count,
-            pages,
-        };
-        let json_path = json_path.unwrap_or_else(|| out.join(format!("{}.json", input.name)));
-        write_json(&json_path, &doc)
-    }
-}
-
-/// The combined files of a PDF: `[NAME.json, NAME.md|NAME.txt]` (text absent for json).
-fn combined_paths_all(out: &Path, input: &Input, format: Format) -> [Option<PathBuf>; 2] {
-    let text = match format {
-        Format::Md => Some(out.join(format!("{}.md", input.name))),
-        Format::Txt => Some(out.join(format!("{}.txt", input.name))),
-        Format::Json => None,
-    };
-    [Some(out.join(format!("{}.json", input.name))), text]
-}
-
-fn combined_paths(out: &Path, input: &Input, format: Format) -> Vec<PathBuf> {
-    combined_paths_all(out, input, format).into_iter().flatten().collect()
-}
-
-/// Creates the output folder, checks that files can be created in it and removes
-/// temporary files a killed run left behind.
-fn prepare_out_dir(out: &Path) -> Result<()> {
-    let hint = "choose a folder you can write to with --out";
-    if out.exists() && !out.is_dir() {
-        return Err(Error::input(out, "the output path is a file, not a folder", hint));
-    }
-    std::fs::create_dir_all(out)
-        .map_err(|e| Error::input(out, format!("cannot create the output folder: {e}"), hint))?;
-    let probe = out.join(format!(".dsocr-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .map_err(|e| Error::input(out, format!("the output folder is not writable: {e}"), hint))?;
-    let _ = std::fs::remove_file(&probe);
-    atomic::remove_stale_temps(out);
-    Ok(())
-}
-
-fn done_line(what: &str, r: &PageJson) -> String {
-    format!(
-        "{what}: done ({} tokens, {} boxes, {:.1} s, stop: {})",
-        r.tokens.generated,
-        r.boxes.len(),
-        r.timings.total_ms / 1e3,
-        r.stop
-    )
 }

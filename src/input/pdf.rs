@@ -4,7 +4,7 @@
 //! given. It is looked for, in order: the explicit folder or file (`--pdfium`), the
 //! `DSOCR_PDFIUM_DIR` and `PDFIUM_DYNAMIC_LIB_PATH` environment variables, the folder of
 //! the running binary, the per-user cache `~/.cache/deepseek-ocr/pdfium` (where
-//! `scripts/install-pdfium.sh` puts it), then the system library paths.
+//! `dsocr setup pdfium` puts it), then the system library paths.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ pub const DEFAULT_DPI: f32 = 144.0;
 pub const MAX_SIDE: f32 = 20_000.0;
 
 const INSTALL_HINT: &str =
-    "run scripts/install-pdfium.sh, or pass --pdfium DIR / set DSOCR_PDFIUM_DIR to a folder holding libpdfium";
+    "run `dsocr setup pdfium`, or pass --pdfium DIR / set DSOCR_PDFIUM_DIR to a folder holding libpdfium";
 
 /// Folders (or files) where libpdfium may be, in search order; `explicit` first.
 pub fn pdfium_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {

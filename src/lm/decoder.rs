@@ -155,6 +155,11 @@ impl DeepseekV2 {
         })
     }
 
+    /// The RoPE inverse frequencies `f_i` (as rounded by the load options).
+    pub fn rope_inv_freq(&self) -> &[f32] {
+        self.rope.inv_freq()
+    }
+
     /// Bounds the attention score elements of one query chunk in every layer (default
     /// [`DEFAULT_SCORE_ELEMS_PER_CHUNK`](crate::lm::attention::DEFAULT_SCORE_ELEMS_PER_CHUNK)).
     pub fn set_attention_chunk(&mut self, score_elems: usize) {

@@ -1,6 +1,7 @@
 //! The memory plan: peak memory of a job, predicted before it starts.
 //!
-//! Peak = resident weights + KV cache (preallocated for the job's maximum length) + the
+//! Peak = weights (owned copies + mapped in place, counted in full as an upper bound) + KV cache
+//! (preallocated for the job's maximum length) + the
 //! largest of the vision and language-model activation peaks and the loading transient + a fixed overhead
 //! (allocator, tokenizer, runtime). The activation terms follow the buffers the forward
 //! passes really allocate; `dsocr bench` prints the prediction beside the measured
@@ -9,12 +10,15 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::model::config::VisionTower;
 use crate::model::ModelConfig;
 
 /// Bytes per part of a job.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// Weights held in memory by the engine.
+    /// Weights in memory: the engine's own copies plus the weights used in place from the
+    /// memory map, counted in full (an upper bound: mapped pages become resident only when a
+    /// product touches them, and an expert no token is routed to never does).
     pub weights: u64,
     /// The preallocated KV cache.
     pub kv_cache: u64,
@@ -78,10 +82,20 @@ pub fn vision_activation_bytes(cfg: &ModelConfig, size: usize, batch: usize, dty
     // Attention scores of one query chunk for all heads (scores + softmax + bias).
     let chunk = ATTENTION_QUERY_CHUNK.min(n);
     let attn = 3 * s.heads * chunk * n + n * 3 * s.width * 2;
-    let c = &cfg.clip;
-    let t = (size / 64) * (size / 64) + 1;
-    let clip = t * (4 * c.width + 2 * c.ffn_dim) + c.heads * t * t * 3;
-    (batch * block.max(attn).max(clip) * dtype_size) as u64
+    let second = match &cfg.vision {
+        VisionTower::Clip(c) => {
+            let t = (size / 64) * (size / 64) + 1;
+            t * (4 * c.width + 2 * c.ffn_dim) + c.heads * t * t * 3
+        }
+        // OCR 2: 2n rows through the Qwen2 layers (residual, normed input, q/k/v and the
+        // attention output, the SwiGLU hidden state ×3), plus one score matrix per head
+        // for the non-CPU path.
+        VisionTower::Qwen2(q) => {
+            let l = 2 * (size / 64) * (size / 64);
+            l * (3 * q.hidden + (2 * q.heads + 2 * q.kv_heads) * q.head_dim + 3 * q.intermediate) + q.heads * l * l
+        }
+    };
+    (batch * block.max(attn).max(second) * dtype_size) as u64
 }
 
 /// Largest transient of the decoder's prefill over `len` tokens.

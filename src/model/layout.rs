@@ -2,7 +2,7 @@
 //! given configuration. Used to validate a model folder up front (one clear error instead of
 //! a failure deep inside a layer) and to write random checkpoints for benchmarks.
 
-use crate::model::config::ModelConfig;
+use crate::model::config::{ClipConfig, ModelConfig, VisionTower};
 
 /// Kind of tensor, which decides how a random checkpoint initialises it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,29 +31,30 @@ pub struct TensorSpec {
     pub init: Init,
 }
 
-struct Specs(Vec<TensorSpec>);
+/// A growing list of tensor specs with helpers for the usual layer kinds.
+pub(crate) struct Specs(pub(crate) Vec<TensorSpec>);
 
 impl Specs {
-    fn add(&mut self, name: String, shape: &[usize], init: Init) {
+    pub(crate) fn add(&mut self, name: String, shape: &[usize], init: Init) {
         self.0.push(TensorSpec {
             name,
             shape: shape.to_vec(),
             init,
         });
     }
-    fn linear(&mut self, prefix: &str, out: usize, inp: usize, bias: bool) {
+    pub(crate) fn linear(&mut self, prefix: &str, out: usize, inp: usize, bias: bool) {
         self.add(format!("{prefix}.weight"), &[out, inp], Init::Weight { fan_in: inp });
         if bias {
             self.add(format!("{prefix}.bias"), &[out], Init::Bias);
         }
     }
-    fn norm(&mut self, prefix: &str, dim: usize, bias: bool) {
+    pub(crate) fn norm(&mut self, prefix: &str, dim: usize, bias: bool) {
         self.add(format!("{prefix}.weight"), &[dim], Init::NormWeight);
         if bias {
             self.add(format!("{prefix}.bias"), &[dim], Init::NormBias);
         }
     }
-    fn conv(&mut self, name: &str, out: usize, inp: usize, k: usize) {
+    pub(crate) fn conv(&mut self, name: &str, out: usize, inp: usize, k: usize) {
         self.add(
             name.to_string(),
             &[out, inp, k, k],
@@ -62,9 +63,20 @@ impl Specs {
     }
 }
 
-/// Every tensor of a DeepSeek-OCR checkpoint with this configuration, in a stable order.
+/// Every tensor of a checkpoint of this configuration (either variant), in a stable order.
 pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     let mut s = Specs(Vec::new());
+    sam_tensors(&mut s, cfg);
+    match &cfg.vision {
+        VisionTower::Clip(clip) => clip_tensors(&mut s, cfg, clip),
+        VisionTower::Qwen2(enc) => crate::model::layout_ocr2::encoder_tensors(&mut s, cfg, enc),
+    }
+    lm_tensors(&mut s, cfg);
+    s.0
+}
+
+/// SAM (both variants; `net_3`'s width differs).
+fn sam_tensors(s: &mut Specs, cfg: &ModelConfig) {
     let sam = &cfg.sam;
     let g = sam.pos_grid();
     let sp = "model.sam_model";
@@ -101,8 +113,10 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     s.norm(&format!("{sp}.neck.3"), sam.out_chans, true);
     s.conv(&format!("{sp}.net_2.weight"), sam.net2_chans, sam.out_chans, 3);
     s.conv(&format!("{sp}.net_3.weight"), sam.net3_chans, sam.net2_chans, 3);
+}
 
-    let clip = &cfg.clip;
+/// CLIP, projector and the two layout vectors of DeepSeek-OCR.
+fn clip_tensors(s: &mut Specs, cfg: &ModelConfig, clip: &ClipConfig) {
     let cp = "model.vision_model";
     s.add(
         format!("{cp}.embeddings.class_embedding"),
@@ -133,7 +147,10 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     );
     s.add("model.image_newline".into(), &[cfg.projector.n_embed], Init::Embedding);
     s.add("model.view_seperator".into(), &[cfg.projector.n_embed], Init::Embedding);
+}
 
+/// The DeepSeek-V2 language model (both variants).
+fn lm_tensors(s: &mut Specs, cfg: &ModelConfig) {
     let lm = &cfg.lm;
     let d = lm.hidden_size;
     s.add("model.embed_tokens.weight".into(), &[lm.vocab_size, d], Init::Embedding);
@@ -176,7 +193,6 @@ pub fn checkpoint_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     }
     s.norm("model.norm", d, false);
     s.linear("lm_head", lm.vocab_size, d, false);
-    s.0
 }
 
 /// Total number of parameters of a checkpoint with this configuration.

@@ -2,8 +2,9 @@
 
 pub mod config;
 pub mod layout;
+pub mod layout_ocr2;
 pub mod random;
 pub mod weights;
 
-pub use config::ModelConfig;
+pub use config::{ModelConfig, ModelVariant};
 pub use weights::Weights;

@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
@@ -33,6 +34,9 @@ pub struct TensorEntry {
     pub dtype: DType,
     /// On-disk shape.
     pub shape: Vec<usize>,
+    /// Stored as safetensors `I8` (candle has no i8 dtype: `dtype` is then `U8`, the type of
+    /// the same width). Int8 checkpoints written by `dsocr convert` hold such weights.
+    pub int8: bool,
     start: usize,
     end: usize,
 }
@@ -42,6 +46,56 @@ pub struct TensorEntry {
 pub struct Weights {
     files: Arc<Vec<File>>,
     entries: Arc<HashMap<String, TensorEntry>>,
+    /// Process-unique id, so a [`VarBuilder`] built by [`Weights::var_builder`] can be traced
+    /// back to these weights (see [`Weights::of_var_builder`]).
+    id: u64,
+}
+
+/// The bytes of one tensor inside a memory map, kept alive by a shared handle: a layer can
+/// compute straight from the checkpoint file without copying it. Cloning is cheap.
+#[derive(Clone)]
+pub struct MappedBytes {
+    files: Arc<Vec<File>>,
+    file: usize,
+    start: usize,
+    end: usize,
+}
+
+impl MappedBytes {
+    /// The tensor's bytes, as stored on disk (little-endian).
+    pub fn bytes(&self) -> &[u8] {
+        let f = &self.files[self.file];
+        &f.mmap[f.data_start + self.start..f.data_start + self.end]
+    }
+}
+
+impl AsRef<[u8]> for MappedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl std::fmt::Debug for MappedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MappedBytes({} bytes of {})",
+            self.end - self.start,
+            self.files[self.file].path.display()
+        )
+    }
+}
+
+/// Name suffix (it holds a NUL, so no real tensor has it) under which [`Weights`], as a
+/// candle backend, answers with its own id instead of a tensor.
+const ID_PROBE: &str = "\0dsocr-weights-id";
+
+/// The live [`Weights`] by id (weak: a registry entry never keeps a checkpoint mapped).
+type Registry = Mutex<Vec<(u64, Weak<Vec<File>>, Weak<HashMap<String, TensorEntry>>)>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
 }
 
 fn st_dtype(d: StDtype) -> Option<DType> {
@@ -50,7 +104,7 @@ fn st_dtype(d: StDtype) -> Option<DType> {
         StDtype::F16 => DType::F16,
         StDtype::F32 => DType::F32,
         StDtype::F64 => DType::F64,
-        StDtype::U8 => DType::U8,
+        StDtype::U8 | StDtype::I8 => DType::U8,
         StDtype::U32 => DType::U32,
         StDtype::I64 => DType::I64,
         _ => return None,
@@ -156,6 +210,7 @@ impl Weights {
                     TensorEntry {
                         file: fi,
                         dtype,
+                        int8: info.dtype == StDtype::I8,
                         shape: info.shape.clone(),
                         start,
                         end,
@@ -168,10 +223,64 @@ impl Weights {
                 data_start,
             });
         }
-        Ok(Weights {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let w = Weights {
             files: Arc::new(files),
             entries: Arc::new(entries),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        };
+        if let Ok(mut reg) = registry().lock() {
+            reg.retain(|(_, f, _)| f.strong_count() > 0);
+            reg.push((w.id, Arc::downgrade(&w.files), Arc::downgrade(&w.entries)));
+        }
+        Ok(w)
+    }
+
+    /// The weights behind a [`VarBuilder`] made by [`Weights::var_builder`] (any prefix),
+    /// or `None` for any other VarBuilder. This lets a layer keep a view into the memory map
+    /// ([`Weights::mapped`]) instead of a copy, although candle's VarBuilder only hands out
+    /// owned tensors.
+    pub fn of_var_builder(vb: &VarBuilder) -> Option<Weights> {
+        let t = vb.get_unchecked_dtype(ID_PROBE, DType::I64).ok()?;
+        let id = u64::try_from(*t.to_vec1::<i64>().ok()?.first()?).ok()?;
+        let reg = registry().lock().ok()?;
+        let (_, files, entries) = reg.iter().find(|(i, _, _)| *i == id)?;
+        Some(Weights {
+            files: files.upgrade()?,
+            entries: entries.upgrade()?,
+            id,
         })
+    }
+
+    /// A shared view of a tensor's bytes inside the memory map (no copy; the pages are read
+    /// from the file only when the bytes are first used).
+    pub fn mapped(&self, name: &str) -> Option<(MappedBytes, &TensorEntry)> {
+        let e = self.entries.get(name)?;
+        Some((
+            MappedBytes {
+                files: self.files.clone(),
+                file: e.file,
+                start: e.start,
+                end: e.end,
+            },
+            e,
+        ))
+    }
+
+    /// The `__metadata__` map of the first weights file (empty when it has none).
+    pub fn metadata(&self) -> HashMap<String, String> {
+        let Some(f) = self.files.first() else {
+            return HashMap::new();
+        };
+        safetensors::SafeTensors::read_metadata(&f.mmap)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default()
+    }
+
+    /// Paths of the mapped files.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|f| f.path.as_path())
     }
 
     /// Looks up a tensor's entry.
@@ -218,6 +327,13 @@ impl Weights {
         if e.shape != shape {
             return Err(self.tensor_error(name, format!("expected shape {shape:?}, found {:?}", e.shape)));
         }
+        if e.int8 {
+            return self
+                .dequantized(name, bytes, e)?
+                .to_dtype(dtype)?
+                .to_device(device)
+                .map_err(Into::into);
+        }
         if !matches!(e.dtype, DType::BF16 | DType::F16 | DType::F32) {
             return Err(self.tensor_error(
                 name,
@@ -229,10 +345,49 @@ impl Weights {
         Ok(t.to_dtype(dtype)?.to_device(device)?)
     }
 
+    /// An int8 weight (as `dsocr convert` writes it) times its per-row `NAME_scale`, as f32.
+    fn dequantized(&self, name: &str, bytes: &[u8], e: &TensorEntry) -> Result<Tensor> {
+        let scale_name = format!("{name}_scale");
+        let (sb, se) = self
+            .raw(&scale_name)
+            .ok_or_else(|| self.tensor_error(name, format!("is int8 but `{scale_name}` is missing")))?;
+        let rows = e.shape.first().copied().unwrap_or(1);
+        if se.dtype != DType::F32 || se.shape != [rows] || e.shape.len() != 2 {
+            return Err(self.tensor_error(
+                &scale_name,
+                format!(
+                    "must be f32 [{rows}] for a 2-d int8 weight, found {:?} {:?}",
+                    se.dtype, se.shape
+                ),
+            ));
+        }
+        let cols = e.shape[1];
+        let mut v = Vec::with_capacity(bytes.len());
+        for (r, row) in bytes.chunks_exact(cols.max(1)).enumerate() {
+            let s = f32::from_le_bytes([sb[4 * r], sb[4 * r + 1], sb[4 * r + 2], sb[4 * r + 3]]);
+            v.extend(row.iter().map(|q| *q as i8 as f32 * s));
+        }
+        Ok(Tensor::from_vec(v, e.shape.as_slice(), &Device::Cpu)?)
+    }
+
+    /// Whether the folder was written by `dsocr convert` (its metadata names the scheme).
+    pub fn quantization(&self) -> Option<String> {
+        self.metadata().get(crate::quant::convert::META_SCHEME).cloned()
+    }
+
+    /// Drops this process's mapped pages of tensor `name` (see below); for callers that have
+    /// read a tensor through [`Weights::raw`] and will not need it again.
+    ///
     /// Drops the mapped pages of a tensor whose bytes were just copied out, so that
     /// loading does not hold the file's pages and the model's own copy at the same time
     /// (the peak would otherwise be file + model). The pages stay in the OS page cache
     /// and are read again from the file if the tensor is ever loaded twice.
+    pub fn release_tensor(&self, name: &str) {
+        if let Some(e) = self.entries.get(name) {
+            self.release(e);
+        }
+    }
+
     fn release(&self, e: &TensorEntry) {
         #[cfg(unix)]
         {
@@ -267,10 +422,17 @@ impl SimpleBackend for Weights {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
+        if name.ends_with(ID_PROBE) {
+            return self.get_unchecked(name, dtype, dev);
+        }
         Weights::get(self, name, s.dims(), dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        if name.ends_with(ID_PROBE) {
+            let _ = (dtype, dev);
+            return Tensor::new(&[self.id as i64], &Device::Cpu);
+        }
         let shape = self
             .entries
             .get(name)
@@ -299,6 +461,7 @@ impl Weights {
                     e.shape,
                     spec.shape
                 )),
+                Some(e) if e.int8 && self.entry(&format!("{}_scale", spec.name)).is_some() => {}
                 Some(e) if !matches!(e.dtype, DType::BF16 | DType::F16 | DType::F32) => problems.push(format!(
                     "`{}` has dtype {:?}, expected bf16/f16/f32",
                     spec.name, e.dtype

@@ -1,28 +1,33 @@
 //! The one `Linear` type every layer of SAM, CLIP, the projector and the decoder uses.
 //!
 //! `y = x · Wᵀ + b` with `W` stored `(out, in)` as in PyTorch. Keeping a single type means
-//! a faster kernel (packed BF16, INT8) is switched on for the whole model in one place:
+//! a faster kernel (BF16, INT8) is switched on for the whole model in one place:
 //! [`Linear::load`] keeps the f32 candle matmul (the parity mode), [`Linear::load_with`]
-//! packs the weight once for the kernels of [`crate::nn::kernels`] according to a
-//! [`Precision`].
+//! prepares the weight for the kernels of [`crate::nn::kernels`] according to a
+//! [`Precision`]: bf16 weights of a memory-mapped checkpoint are used in place (no copy, no
+//! packing; pages are read when a product first needs them), int8 weights are quantised (or,
+//! from a folder written by `dsocr convert`, read as stored) and packed.
 
 use std::sync::Arc;
 
 use candle_core::{bail, DType, Device, Module, Result, Storage, Tensor};
 use candle_nn::VarBuilder;
 
-use super::kernels::{self, PackedBf16, PackedInt8};
+use super::kernels::{self, PackedInt8, RowMajorBf16, RowMajorInt8};
 use super::precision::Precision;
+use crate::model::Weights;
 
 /// How the weight is held.
 #[derive(Debug, Clone)]
 enum Weight {
     /// `(out, in)` tensor, candle matmul.
     Tensor(Tensor),
-    /// Packed bf16 for the CPU GEMM kernels.
-    Bf16(Arc<PackedBf16>),
+    /// Row-major bf16 for the in-place CPU GEMM (usually a view of the memory map).
+    Bf16(Arc<RowMajorBf16>),
     /// Packed per-channel int8 for the CPU GEMM kernels.
     Int8(Arc<PackedInt8>),
+    /// Row-major per-channel int8 as `dsocr convert` stores it, used in place.
+    Int8InPlace(Arc<RowMajorInt8>),
     /// Per-channel int8 (and the bias) on a CUDA device, for `kernels/int8_gemm.cu`.
     #[cfg(feature = "cuda")]
     CudaInt8(Arc<super::cuda::CudaInt8Weight>),
@@ -50,14 +55,27 @@ impl Linear {
 
     /// Like [`Linear::load`], with the weight held and multiplied in `precision`.
     ///
-    /// Bf16 reads the weight as bf16 (no f32 copy of a bf16 checkpoint) and packs it; Int8
-    /// reads it as f32 and quantises it per output channel. The bias stays f32. On a CUDA
+    /// Bf16 on the CPU keeps a view of a bf16 weight inside the memory map of
+    /// [`Weights::var_builder`] (no copy, nothing read at load); other checkpoints and
+    /// VarBuilders are read as bf16 and kept row-major. Int8 uses an int8 weight with its
+    /// `weight_scale` in place (a folder written by `dsocr convert`), or reads the weight as
+    /// f32, quantises it per output channel and packs it. The bias stays f32. On a CUDA
     /// device Int8 runs our CUDA kernel; every other non-CPU case falls back to
     /// [`Linear::load`].
     pub fn load_with(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool, precision: Precision) -> Result<Self> {
         let cuda_int8 = precision == Precision::Int8 && vb.device().is_cuda();
         if precision == Precision::F32 || (!vb.device().is_cpu() && !cuda_int8) {
             return Self::load(vb, in_dim, out_dim, bias);
+        }
+        if vb.device().is_cpu() {
+            if let Some(weight) = mapped_weight(&vb, in_dim, out_dim, precision)? {
+                let bias = if bias {
+                    Some(vb.get_with_hints_dtype(out_dim, "bias", Default::default(), DType::F32)?)
+                } else {
+                    None
+                };
+                return Self::with_weight(weight, bias, in_dim, out_dim);
+            }
         }
         let dtype = if precision == Precision::Bf16 {
             DType::BF16
@@ -100,13 +118,18 @@ impl Linear {
         let packed = match precision {
             Precision::Bf16 => {
                 let w = weight.to_dtype(DType::BF16)?.flatten_all()?.to_vec1::<half::bf16>()?;
-                Weight::Bf16(Arc::new(pack_or_err(PackedBf16::pack(&w, out_dim, in_dim))?))
+                let bits = w.into_iter().map(|v| v.to_bits()).collect();
+                Weight::Bf16(Arc::new(pack_or_err(RowMajorBf16::from_bits(bits, out_dim, in_dim))?))
             }
             _ => {
                 let w = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 Weight::Int8(Arc::new(pack_or_err(PackedInt8::quantize(&w, out_dim, in_dim))?))
             }
         };
+        Self::with_weight(packed, bias, in_dim, out_dim)
+    }
+
+    fn with_weight(packed: Weight, bias: Option<Tensor>, in_dim: usize, out_dim: usize) -> Result<Self> {
         let bias_host = match &bias {
             Some(b) => Some(Arc::new(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)),
             None => None,
@@ -130,7 +153,7 @@ impl Linear {
         match self.weight {
             Weight::Tensor(_) => Precision::F32,
             Weight::Bf16(_) => Precision::Bf16,
-            Weight::Int8(_) => Precision::Int8,
+            Weight::Int8(_) | Weight::Int8InPlace(_) => Precision::Int8,
             #[cfg(feature = "cuda")]
             Weight::CudaInt8(_) => Precision::Int8,
         }
@@ -142,6 +165,16 @@ impl Linear {
         match &self.weight {
             Weight::Tensor(w) => Some(w),
             _ => None,
+        }
+    }
+
+    /// Whether the weight is used in place from the memory-mapped checkpoint (no copy of its
+    /// own: its pages are read from the file when a product first touches them).
+    pub fn weight_in_place(&self) -> bool {
+        match &self.weight {
+            Weight::Bf16(w) => w.is_shared(),
+            Weight::Int8InPlace(w) => w.is_shared(),
+            _ => false,
         }
     }
 
@@ -190,8 +223,9 @@ impl Linear {
             };
             let bias = self.bias_host.as_deref().map(|b| b.as_slice());
             match &self.weight {
-                Weight::Bf16(w) => kernels::gemm_bf16(xs, m, w, bias, &mut out)?,
+                Weight::Bf16(w) => kernels::gemm_bf16_inplace(xs, m, w, bias, &mut out)?,
                 Weight::Int8(w) => kernels::gemm_int8(xs, m, w, bias, &mut out)?,
+                Weight::Int8InPlace(w) => kernels::gemm_int8_inplace(xs, m, w, bias, &mut out)?,
                 _ => bail!("linear: not a layer packed for the CPU"),
             }
         }
@@ -223,6 +257,57 @@ impl Linear {
             in_dim,
             out_dim,
         })
+    }
+}
+
+/// The weight of `vb` straight from its memory map when it is stored as `precision` needs:
+/// bf16 used in place, or int8 values plus `weight_scale` (as `dsocr convert` writes them)
+/// used in place without quantising again. `None` when `vb` is not backed by [`Weights`] or the
+/// stored tensor does not fit.
+fn mapped_weight(vb: &VarBuilder, in_dim: usize, out_dim: usize, precision: Precision) -> Result<Option<Weight>> {
+    let Some(weights) = Weights::of_var_builder(vb) else {
+        return Ok(None);
+    };
+    let prefix = vb.prefix();
+    let name = |leaf: &str| {
+        if prefix.is_empty() {
+            leaf.to_string()
+        } else {
+            format!("{prefix}.{leaf}")
+        }
+    };
+    let Some((bytes, e)) = weights.mapped(&name("weight")) else {
+        return Ok(None);
+    };
+    if e.shape != [out_dim, in_dim] {
+        return Ok(None);
+    }
+    match precision {
+        Precision::Bf16 if e.dtype == DType::BF16 => {
+            let w = RowMajorBf16::from_shared(Arc::new(bytes), out_dim, in_dim);
+            Ok(Some(Weight::Bf16(Arc::new(pack_or_err(w)?))))
+        }
+        Precision::Int8 if e.int8 => {
+            let scale_name = name("weight_scale");
+            let Some((scales, se)) = weights.mapped(&scale_name) else {
+                bail!("linear: int8 weight `{}` has no `{scale_name}`", name("weight"));
+            };
+            if se.dtype != DType::F32 || se.shape != [out_dim] {
+                bail!(
+                    "linear: `{scale_name}` must be f32 [{out_dim}], found {:?} {:?}",
+                    se.dtype,
+                    se.shape
+                );
+            }
+            let scales = scales
+                .bytes()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let w = RowMajorInt8::from_shared(Arc::new(bytes), scales, out_dim, in_dim);
+            Ok(Some(Weight::Int8InPlace(Arc::new(pack_or_err(w)?))))
+        }
+        _ => Ok(None),
     }
 }
 

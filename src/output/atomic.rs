@@ -73,6 +73,18 @@ pub fn remove_stale_temps(dir: &Path) {
     }
 }
 
+/// Removes the temporary files a killed run left in `dir` for the targets named `names`
+/// only, so that concurrent writers of other files in the same folder are not disturbed.
+pub fn remove_stale_temps_of(dir: &Path, names: &[String]) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if names.iter().any(|n| file.starts_with(&format!(".{n}{TEMP_MARKER}-"))) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

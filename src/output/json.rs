@@ -87,9 +87,19 @@ pub struct PageJson {
     pub boxes: Vec<BoxJson>,
     pub tokens: TokensJson,
     pub timings: TimingsJson,
+    /// Weight precision the page ran with (`f32`, `bf16`, `int8`; `auto` resolved), empty
+    /// when not recorded.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub precision: String,
 }
 
 impl PageJson {
+    /// The record with the weight precision it ran with.
+    pub fn with_precision(mut self, precision: &str) -> Self {
+        self.precision = precision.to_string();
+        self
+    }
+
     /// Builds the record of one page from the engine's output.
     pub fn new(source: &str, page: Option<usize>, mode: &str, task: &str, out: &OcrOutput) -> Self {
         let (w, h) = out.image_size;
@@ -128,6 +138,7 @@ impl PageJson {
                 generated: out.token_ids.len(),
             },
             timings: TimingsJson::from(&out.timings),
+            precision: String::new(),
         }
     }
 }

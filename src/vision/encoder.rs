@@ -36,9 +36,15 @@ impl DeepEncoder {
     pub fn load_with(vb: VarBuilder, cfg: &ModelConfig, precision: Precision) -> Result<Self> {
         let m = vb.pp("model");
         let d = cfg.projector.n_embed;
+        let Some(clip) = cfg.clip() else {
+            return Err(Error::request(
+                format!("the DeepEncoder needs a DeepSeek-OCR config, got {}", cfg.variant()),
+                "load the encoder that matches the model variant (vision::load_encoder)",
+            ));
+        };
         Ok(Self {
             sam: Sam::load(m.pp("sam_model"), &cfg.sam, precision)?,
-            clip: Clip::load(m.pp("vision_model"), &cfg.clip, precision)?,
+            clip: Clip::load(m.pp("vision_model"), clip, precision)?,
             projector: Projector::load(m.pp("projector"), &cfg.projector, precision)?,
             image_newline: m.get(d, "image_newline")?,
             view_seperator: m.get(d, "view_seperator")?,

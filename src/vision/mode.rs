@@ -48,6 +48,15 @@ impl Mode {
         max_tiles: 9,
     };
 
+    /// One 768² stretched view: DeepSeek-OCR 2's no-crop 768 mode (HF `crop_mode=False`,
+    /// `image_size=768`); on DeepSeek-OCR a 768² letterboxed view.
+    pub const NOCROP768: Mode = Mode {
+        base_size: 1024,
+        image_size: 768,
+        crop: false,
+        max_tiles: 9,
+    };
+
     /// The official mode name, or `custom`.
     pub fn name(&self) -> &'static str {
         match (self.base_size, self.image_size, self.crop) {
@@ -56,6 +65,8 @@ impl Mode {
             (1024, 1024, false) => "base",
             (1280, 1280, false) => "large",
             (1024, 640, true) => "gundam",
+            (1024, 768, true) => "dynamic",
+            (1024, 768, false) => "nocrop768",
             _ => "custom",
         }
     }
@@ -85,18 +96,23 @@ impl fmt::Display for Mode {
 
 impl FromStr for Mode {
     type Err = String;
-    /// `tiny|small|base|large|gundam` or `custom:BASE:IMAGE[:crop]`.
+    /// `tiny|small|base|large|gundam|dynamic|nocrop768` or `custom:BASE:IMAGE[:crop]`.
+    ///
+    /// `dynamic` is `gundam` by its DeepSeek-OCR-2 name (the engine maps either onto the
+    /// model's tile size); `nocrop768` is one 768² view.
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "tiny" => Ok(Mode::TINY),
             "small" => Ok(Mode::SMALL),
             "base" => Ok(Mode::BASE),
             "large" => Ok(Mode::LARGE),
-            "gundam" => Ok(Mode::GUNDAM),
+            "gundam" | "dynamic" => Ok(Mode::GUNDAM),
+            "nocrop768" => Ok(Mode::NOCROP768),
             other => {
                 let parts: Vec<&str> = other.split(':').collect();
-                let bad =
-                    || format!("unknown mode `{s}`: use tiny, small, base, large, gundam or custom:BASE:IMAGE[:crop]");
+                let bad = || {
+                    format!("unknown mode `{s}`: use tiny, small, base, large, gundam (= dynamic), nocrop768 or custom:BASE:IMAGE[:crop]")
+                };
                 if parts.len() < 3 || parts[0] != "custom" {
                     return Err(bad());
                 }

@@ -178,7 +178,7 @@ pub fn preprocess(img: &RgbImage, mode: Mode) -> Preprocessed {
 }
 
 /// Stretches the page to `grid` tiles of `tile` pixels and cuts them row-major.
-fn cut_tiles(img: &RgbImage, grid: (usize, usize), tile: u32) -> Vec<RgbImage> {
+pub fn cut_tiles(img: &RgbImage, grid: (usize, usize), tile: u32) -> Vec<RgbImage> {
     let (wt, ht) = (grid.0 as u32, grid.1 as u32);
     let big = resize_bicubic(img, tile * wt, tile * ht);
     let mut tiles = Vec::with_capacity((wt * ht) as usize);

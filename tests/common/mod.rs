@@ -37,9 +37,14 @@ macro_rules! shared_or_skip {
 
 /// All case folders of the golden mini model (those holding a golden.json).
 pub fn golden_cases(shared: &Path) -> Vec<PathBuf> {
-    let mini = shared.join("golden/mini");
+    golden_cases_of(shared, "mini")
+}
+
+/// All case folders of the golden set `golden/{set}` (`mini`, `mini-ocr2`).
+pub fn golden_cases_of(shared: &Path, set: &str) -> Vec<PathBuf> {
+    let mini = shared.join("golden").join(set);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&mini)
-        .expect("golden/mini is readable")
+        .expect("the golden set is readable")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("golden.json").is_file())
         .collect();

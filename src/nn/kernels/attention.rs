@@ -12,7 +12,7 @@
 use candle_core::{bail, DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::{clamp, KernelPath, SendPtr};
+use super::{KernelPath, Op, SendPtr};
 
 /// Queries per task.
 const BQ: usize = 32;
@@ -70,7 +70,7 @@ pub fn attention(
     causal: bool,
     out: &mut [f32],
 ) -> Result<()> {
-    attention_with(super::active_path(), q, k, v, shape, bias, scale, causal, out)
+    attention_with(Op::Attention.active_tier(), q, k, v, shape, bias, scale, causal, out)
 }
 
 /// `out = softmax(scale · q·kᵀ + bias [+ causal mask]) · v`, per head.
@@ -160,7 +160,7 @@ pub fn attention_with(
         causal,
         out: SendPtr(out.as_mut_ptr()),
     };
-    let path = clamp(path);
+    let path = Op::Attention.tier_under(path);
     let qblocks = q_len.div_ceil(BQ);
     (0..heads * qblocks).into_par_iter().for_each(|t| {
         let (h, i0) = (t / qblocks, (t % qblocks) * BQ);
@@ -168,7 +168,7 @@ pub fn attention_with(
         match path {
             // SAFETY: each path is only chosen when the CPU supports its features.
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Amx | KernelPath::Avx512 => unsafe { task_avx512(&ctx, h, i0, i1) },
+            KernelPath::Avx512 => unsafe { task_avx512(&ctx, h, i0, i1) },
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx2 => unsafe { task_avx2(&ctx, h, i0, i1) },
             _ => task::<Generic<false>>(&ctx, h, i0, i1),

@@ -1,48 +1,65 @@
-//! AVX2 + FMA kernels for CPUs without AVX-512.
+//! AVX2 + FMA micro-kernels for CPUs without AVX-512 (and the forced `avx2` tier).
 //!
 //! BF16: bf16 → f32 is a 16-bit shift, so a packed K pair (two bf16 in one 32-bit lane)
 //! yields the even-K values with a left shift and the odd-K values with a mask; the
 //! activation stays f32. Micro-kernel: up to 4 rows × 1 panel (8 ymm accumulators).
-//! INT8: the portable integer loop compiled with AVX2 enabled (the compiler vectorises the
-//! widening multiply-adds); results are bit-identical to the portable path.
+//!
+//! INT8: `vpmaddubsw` multiplies unsigned by signed bytes and adds pairs into saturating i16.
+//! It is made exact with the sign trick: `|w| · (x · sign w)`, where both factors are at most
+//! 127 (the quantisers are symmetric), so a pair sums to at most 2·127·128 < 2¹⁵; `vpmaddwd`
+//! with ones then widens the pairs into the i32 sums of 4 K values. The results are the same
+//! exact integer sums as every other tier's. Micro-kernel: 4 rows × 1 panel.
 #![cfg(target_arch = "x86_64")]
 
 use core::arch::x86_64::*;
 
-use super::gemm::Dst;
+use super::gemm::{drive, Dst, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
-use super::portable;
+
+/// BF16 weight widened to f32 (AVX2 + FMA), f32 activation.
+pub(crate) struct Bf16;
+
+impl Micro for Bf16 {
+    type A = f32;
+    type W = u16;
+    type D<'d> = Dst<'d>;
+    const MR: usize = 4;
+    const NR: usize = 1;
+
+    unsafe fn run(
+        mr: usize,
+        _nr: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const u16,
+        _ps: usize,
+        row: usize,
+        panel: usize,
+        dst: &Dst,
+    ) {
+        match mr {
+            1 => micro_bf16::<1>(a, lda, b, row, panel, dst),
+            2 => micro_bf16::<2>(a, lda, b, row, panel, dst),
+            3 => micro_bf16::<3>(a, lda, b, row, panel, dst),
+            _ => micro_bf16::<4>(a, lda, b, row, panel, dst),
+        }
+    }
+}
 
 /// Computes output rows `r0..r1` × panels `p0..p1` of the BF16 GEMM.
 /// `a`: f32 activation, `M × kp`, zero padded in K.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; no other task writes the same output block.
-#[target_feature(enable = "avx2,fma")]
 pub unsafe fn gemm_bf16_tile(a: &[f32], w: &PackedBf16, r0: usize, r1: usize, p0: usize, p1: usize, dst: &Dst) {
     let kp = w.k_padded();
-    let ps = w.panel_stride();
-    for p in p0..p1 {
-        let b = w.data().as_ptr().add(p * ps);
-        let mut r = r0;
-        while r < r1 {
-            let mr = (r1 - r).min(4);
-            let ap = a.as_ptr().add(r * kp);
-            match mr {
-                1 => micro::<1>(ap, kp, b, r, p, dst),
-                2 => micro::<2>(ap, kp, b, r, p, dst),
-                3 => micro::<3>(ap, kp, b, r, p, dst),
-                _ => micro::<4>(ap, kp, b, r, p, dst),
-            }
-            r += mr;
-        }
-    }
+    drive::<Bf16>(a.as_ptr(), kp, w.data().as_ptr(), w.panel_stride(), r0, r1, p0, p1, dst);
 }
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn micro<const MR: usize>(a: *const f32, kp: usize, b: *const u16, row: usize, panel: usize, dst: &Dst) {
+unsafe fn micro_bf16<const MR: usize>(a: *const f32, kp: usize, b: *const u16, row: usize, panel: usize, dst: &Dst) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let hi = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
     for kk in 0..kp / 2 {
@@ -70,11 +87,70 @@ unsafe fn micro<const MR: usize>(a: *const f32, kp: usize, b: *const u16, row: u
     }
 }
 
-/// Computes output rows `r0..r1` × panels `p0..p1` of the INT8 GEMM (signed activations).
+/// INT8 with `vpmaddubsw` (signed activation, no offset).
+pub(crate) struct Int8;
+
+impl Micro for Int8 {
+    type A = i8;
+    type W = i8;
+    type D<'d> = DstI8<'d>;
+    const MR: usize = 4;
+    const NR: usize = 1;
+
+    unsafe fn run(
+        mr: usize,
+        _nr: usize,
+        a: *const i8,
+        lda: usize,
+        b: *const i8,
+        _ps: usize,
+        row: usize,
+        panel: usize,
+        dst: &DstI8,
+    ) {
+        match mr {
+            1 => micro_i8::<1>(a, lda, b, row, panel, dst),
+            2 => micro_i8::<2>(a, lda, b, row, panel, dst),
+            3 => micro_i8::<3>(a, lda, b, row, panel, dst),
+            _ => micro_i8::<4>(a, lda, b, row, panel, dst),
+        }
+    }
+}
+
+/// Computes output rows `r0..r1` × panels `p0..p1` of the INT8 GEMM (signed activations,
+/// `M × kp`).
 ///
 /// # Safety
 /// The CPU must support AVX2; no other task writes the same output block.
-#[target_feature(enable = "avx2,fma")]
 pub unsafe fn gemm_int8_tile(a: &[i8], w: &PackedInt8, r0: usize, r1: usize, p0: usize, p1: usize, dst: &DstI8) {
-    portable::gemm_int8_tile(a, w, r0, r1, p0, p1, dst)
+    let kp = w.k_padded();
+    drive::<Int8>(a.as_ptr(), kp, w.data().as_ptr(), w.panel_stride(), r0, r1, p0, p1, dst);
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn micro_i8<const MR: usize>(a: *const i8, kp: usize, b: *const i8, row: usize, panel: usize, dst: &DstI8) {
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    let ones = _mm256_set1_epi16(1);
+    for kq in 0..kp / 4 {
+        let bp = b.add(kq * 4 * PANEL);
+        // Columns 0..8 and 8..16, four K values each.
+        let w0 = _mm256_loadu_si256(bp as *const __m256i);
+        let w1 = _mm256_loadu_si256(bp.add(2 * PANEL) as *const __m256i);
+        let u0 = _mm256_abs_epi8(w0);
+        let u1 = _mm256_abs_epi8(w1);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let x = _mm256_set1_epi32((a.add(r * kp + 4 * kq) as *const i32).read_unaligned());
+            let p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0));
+            let p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1));
+            acc_r[0] = _mm256_add_epi32(acc_r[0], _mm256_madd_epi16(p0, ones));
+            acc_r[1] = _mm256_add_epi32(acc_r[1], _mm256_madd_epi16(p1, ones));
+        }
+    }
+    let mut t = [0i32; PANEL];
+    for (r, acc_r) in acc.iter().enumerate() {
+        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, acc_r[0]);
+        _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, acc_r[1]);
+        dst.store16(row + r, panel * PANEL, &t);
+    }
 }

@@ -1,16 +1,17 @@
-//! AVX-512 kernels: BF16 GEMM with `vdpbf16ps`, INT8 GEMM with `vpdpbusd` (VNNI), and the
-//! f32 → bf16 conversion of activations.
+//! AVX-512 micro-kernels: BF16 GEMM with `vdpbf16ps` (AVX512-BF16), BF16 GEMM by widening
+//! bf16 → f32 (AVX-512F only, for CPUs like Ice Lake and Skylake-SP without AVX512-BF16),
+//! INT8 GEMM with `vpdpbusd` (AVX512-VNNI), and the f32 → bf16 conversion of activations.
 //!
-//! Both GEMMs use the same register-blocked micro-kernel shape: `MR ≤ 4` rows times `NR ≤ 4`
-//! panels of 16 columns, i.e. up to 16 zmm accumulators, with the weight operand read
-//! straight from the packed layout (one 64-byte row per K pair / quad) and the activation
-//! broadcast from memory.
+//! Every GEMM here is a [`Micro`] kernel of the same register-blocked shape, run by the one
+//! loop [`drive`]: `MR ≤ 4` rows times `NR ≤ 4` panels of 16 columns, i.e. up to 16 zmm
+//! accumulators, with the weight operand read straight from the packed layout (one 64-byte
+//! row per K pair / quad) and the activation broadcast from memory.
 #![cfg(target_arch = "x86_64")]
 
 use core::arch::x86_64::*;
 use core::mem::transmute;
 
-use super::gemm::Dst;
+use super::gemm::{drive, Dst, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
 
@@ -33,48 +34,138 @@ pub unsafe fn to_bf16(src: &[f32], dst: &mut [u16]) {
     }
 }
 
-/// Computes output rows `r0..r1` × panels `p0..p1` of the BF16 GEMM.
+/// Dispatches a `(mr, nr)` pair to the const-generic instantiations of a micro-kernel.
+macro_rules! blocks {
+    ($f:ident, $mr:expr, $nr:expr, $($arg:expr),*) => {
+        match ($mr, $nr) {
+            (1, 1) => $f::<1, 1>($($arg),*),
+            (1, 2) => $f::<1, 2>($($arg),*),
+            (1, _) => $f::<1, 4>($($arg),*),
+            (2, 1) => $f::<2, 1>($($arg),*),
+            (2, 2) => $f::<2, 2>($($arg),*),
+            (2, _) => $f::<2, 4>($($arg),*),
+            (3, 1) => $f::<3, 1>($($arg),*),
+            (3, 2) => $f::<3, 2>($($arg),*),
+            (3, _) => $f::<3, 4>($($arg),*),
+            (_, 1) => $f::<4, 1>($($arg),*),
+            (_, 2) => $f::<4, 2>($($arg),*),
+            _ => $f::<4, 4>($($arg),*),
+        }
+    };
+}
+
+/// BF16 × BF16 with `vdpbf16ps`; activation as bf16 bits.
+pub(crate) struct Bf16;
+
+impl Micro for Bf16 {
+    type A = u16;
+    type W = u16;
+    type D<'d> = Dst<'d>;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    unsafe fn run(
+        mr: usize,
+        nr: usize,
+        a: *const u16,
+        lda: usize,
+        b: *const u16,
+        ps: usize,
+        row: usize,
+        panel: usize,
+        dst: &Dst,
+    ) {
+        blocks!(micro_bf16, mr, nr, a, lda, b, ps, row, panel, dst)
+    }
+}
+
+/// Computes output rows `r0..r1` × panels `p0..p1` of the BF16 GEMM with `vdpbf16ps`.
 ///
 /// `a` holds the activation as bf16 bits, `M × kp` (K padded with zeros).
 ///
 /// # Safety
 /// The CPU must support AVX512F/BW/VL and AVX512-BF16; `r1` ≤ rows of `a`; `p1` ≤ panels;
 /// no other task writes the same output block.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub unsafe fn gemm_bf16_tile(a: &[u16], w: &PackedBf16, r0: usize, r1: usize, p0: usize, p1: usize, dst: &Dst) {
     let kp = w.k_padded();
-    let ps = w.panel_stride();
-    let mut p = p0;
-    while p < p1 {
-        let nr = if p1 - p >= 4 {
-            4
-        } else if p1 - p >= 2 {
-            2
-        } else {
-            1
-        };
-        let b = w.data().as_ptr().add(p * ps);
-        let mut r = r0;
-        while r < r1 {
-            let mr = (r1 - r).min(4);
-            let ap = a.as_ptr().add(r * kp);
-            macro_rules! go {
-                ($($m:literal, $n:literal);*) => {
-                    match (mr, nr) {
-                        $(($m, $n) => micro_bf16::<$m, $n>(ap, kp, b, ps, r, p, dst),)*
-                        _ => unreachable!(),
-                    }
-                };
-            }
-            go!(1,1; 1,2; 1,4; 2,1; 2,2; 2,4; 3,1; 3,2; 3,4; 4,1; 4,2; 4,4);
-            r += mr;
-        }
-        p += nr;
+    drive::<Bf16>(a.as_ptr(), kp, w.data().as_ptr(), w.panel_stride(), r0, r1, p0, p1, dst);
+}
+
+/// BF16 weight widened to f32 (AVX-512F), f32 activation.
+pub(crate) struct Bf16Wide;
+
+impl Micro for Bf16Wide {
+    type A = f32;
+    type W = u16;
+    type D<'d> = Dst<'d>;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    unsafe fn run(
+        mr: usize,
+        nr: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const u16,
+        ps: usize,
+        row: usize,
+        panel: usize,
+        dst: &Dst,
+    ) {
+        blocks!(micro_bf16_wide, mr, nr, a, lda, b, ps, row, panel, dst)
     }
+}
+
+/// Computes output rows `r0..r1` × panels `p0..p1` of the BF16 GEMM on AVX-512F without
+/// bf16 instructions: `a` is the f32 activation, `M × kp`, zero padded in K.
+///
+/// # Safety
+/// The CPU must support AVX512F/BW/VL and FMA; bounds as for [`gemm_bf16_tile`].
+pub unsafe fn gemm_bf16_wide_tile(a: &[f32], w: &PackedBf16, r0: usize, r1: usize, p0: usize, p1: usize, dst: &Dst) {
+    let kp = w.k_padded();
+    drive::<Bf16Wide>(a.as_ptr(), kp, w.data().as_ptr(), w.panel_stride(), r0, r1, p0, p1, dst);
+}
+
+/// INT8 with `vpdpbusd`; activation offset to unsigned.
+pub(crate) struct Int8Vnni;
+
+impl Micro for Int8Vnni {
+    type A = u8;
+    type W = i8;
+    type D<'d> = DstI8<'d>;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    unsafe fn run(
+        mr: usize,
+        nr: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const i8,
+        ps: usize,
+        row: usize,
+        panel: usize,
+        dst: &DstI8,
+    ) {
+        blocks!(micro_i8, mr, nr, a, lda, b, ps, row, panel, dst)
+    }
+}
+
+/// Computes output rows `r0..r1` × panels `p0..p1` of the INT8 GEMM with VNNI.
+///
+/// `a` holds the quantised activation offset to unsigned (`q + 128`), `M × kp`; the
+/// offset is removed in [`DstI8::store16`] with the weight column sums.
+///
+/// # Safety
+/// The CPU must support AVX512F/BW/VL and AVX512-VNNI; bounds as for [`gemm_bf16_tile`].
+pub unsafe fn gemm_int8_tile(a: &[u8], w: &PackedInt8, r0: usize, r1: usize, p0: usize, p1: usize, dst: &DstI8) {
+    let kp = w.k_padded();
+    drive::<Int8Vnni>(a.as_ptr(), kp, w.data().as_ptr(), w.panel_stride(), r0, r1, p0, p1, dst);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 #[inline]
+#[allow(clippy::too_many_arguments)]
 unsafe fn micro_bf16<const MR: usize, const NR: usize>(
     a: *const u16,
     kp: usize,
@@ -102,6 +193,48 @@ unsafe fn micro_bf16<const MR: usize, const NR: usize>(
             }
         }
     }
+    store_f32(&acc, row, panel, dst);
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_bf16_wide<const MR: usize, const NR: usize>(
+    a: *const f32,
+    kp: usize,
+    b: *const u16,
+    ps: usize,
+    row: usize,
+    panel: usize,
+    dst: &Dst,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let hi = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+    for kk in 0..kp / 2 {
+        // One packed row holds (even K, odd K) bf16 pairs per column: the even value is the
+        // low half (shift it up), the odd one the high half (mask the low half away).
+        let mut ev = [_mm512_setzero_ps(); NR];
+        let mut od = [_mm512_setzero_ps(); NR];
+        for j in 0..NR {
+            let v = _mm512_loadu_si512(b.add(j * ps + kk * 2 * PANEL) as *const __m512i);
+            ev[j] = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+            od[j] = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
+        }
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let x0 = _mm512_set1_ps(*a.add(r * kp + 2 * kk));
+            let x1 = _mm512_set1_ps(*a.add(r * kp + 2 * kk + 1));
+            for j in 0..NR {
+                acc_r[j] = _mm512_fmadd_ps(x0, ev[j], acc_r[j]);
+                acc_r[j] = _mm512_fmadd_ps(x1, od[j], acc_r[j]);
+            }
+        }
+    }
+    store_f32(&acc, row, panel, dst);
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_f32<const MR: usize, const NR: usize>(acc: &[[__m512; NR]; MR], row: usize, panel: usize, dst: &Dst) {
     let mut t = [0f32; PANEL];
     for (r, acc_r) in acc.iter().enumerate() {
         for (j, v) in acc_r.iter().enumerate() {
@@ -111,48 +244,9 @@ unsafe fn micro_bf16<const MR: usize, const NR: usize>(
     }
 }
 
-/// Computes output rows `r0..r1` × panels `p0..p1` of the INT8 GEMM with VNNI.
-///
-/// `a` holds the quantised activation offset to unsigned (`q + 128`), `M × kp`; the
-/// offset is removed in [`DstI8::store16`] with the weight column sums.
-///
-/// # Safety
-/// The CPU must support AVX512F/BW/VL and AVX512-VNNI; bounds as for [`gemm_bf16_tile`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn gemm_int8_tile(a: &[u8], w: &PackedInt8, r0: usize, r1: usize, p0: usize, p1: usize, dst: &DstI8) {
-    let kp = w.k_padded();
-    let ps = w.panel_stride();
-    let mut p = p0;
-    while p < p1 {
-        let nr = if p1 - p >= 4 {
-            4
-        } else if p1 - p >= 2 {
-            2
-        } else {
-            1
-        };
-        let b = w.data().as_ptr().add(p * ps);
-        let mut r = r0;
-        while r < r1 {
-            let mr = (r1 - r).min(4);
-            let ap = a.as_ptr().add(r * kp);
-            macro_rules! go {
-                ($($m:literal, $n:literal);*) => {
-                    match (mr, nr) {
-                        $(($m, $n) => micro_i8::<$m, $n>(ap, kp, b, ps, r, p, dst),)*
-                        _ => unreachable!(),
-                    }
-                };
-            }
-            go!(1,1; 1,2; 1,4; 2,1; 2,2; 2,4; 3,1; 3,2; 3,4; 4,1; 4,2; 4,4);
-            r += mr;
-        }
-        p += nr;
-    }
-}
-
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
+#[allow(clippy::too_many_arguments)]
 unsafe fn micro_i8<const MR: usize, const NR: usize>(
     a: *const u8,
     kp: usize,
@@ -166,7 +260,7 @@ unsafe fn micro_i8<const MR: usize, const NR: usize>(
     for kq in 0..kp / 4 {
         let mut bv = [_mm512_setzero_si512(); NR];
         for (j, v) in bv.iter_mut().enumerate() {
-            *v = transmute::<__m512, __m512i>(_mm512_loadu_ps(b.add(j * ps + kq * 4 * PANEL) as *const f32));
+            *v = _mm512_loadu_si512(b.add(j * ps + kq * 4 * PANEL) as *const __m512i);
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
             // Four u8 activations of row r, broadcast to all 16 lanes.

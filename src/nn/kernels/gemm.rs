@@ -1,7 +1,12 @@
 //! The packed BF16 GEMM driver: `out (M×N) = x (M×K) · Wᵀ + bias`, f32 in and out, bf16
-//! products with f32 accumulation. It checks shapes, prepares the activation (converted to
-//! bf16 once, or padded f32 for the paths without bf16 instructions), and splits the output
-//! into (row block × panel block) tasks run in parallel with rayon.
+//! weights with f32 accumulation. It checks shapes, prepares the activation (converted to
+//! bf16 once for the tiers with bf16 instructions, f32 for the widening tiers), and splits the
+//! output into (row block × panel block) tasks run in parallel with rayon.
+//!
+//! Also home of the one generic register-blocking loop every SIMD GEMM tier shares
+//! ([`Micro`], [`drive`]): a tier only supplies its `MR × NR` micro-kernel.
+
+use std::borrow::Cow;
 
 use candle_core::{bail, Result};
 use rayon::prelude::*;
@@ -9,7 +14,7 @@ use rayon::prelude::*;
 use super::pack::{PackedBf16, PANEL};
 #[cfg(target_arch = "x86_64")]
 use super::{amx, avx2, avx512};
-use super::{clamp, portable, KernelPath, SendPtr};
+use super::{portable, KernelPath, Op, SendPtr};
 
 /// Smallest M for which the AMX path uses tiles; thinner products go to AVX512-BF16, whose
 /// cost scales with M instead of a fixed 16 rows.
@@ -18,17 +23,18 @@ pub const AMX_MIN_M: usize = 16;
 /// Rows per AMX block; the activation is padded to a multiple of it on the AMX path.
 pub(crate) const AMX_ROWS: usize = 32;
 
-/// `out = x · Wᵀ + bias` on the active kernel path; see [`gemm_bf16_with`].
+/// `out = x · Wᵀ + bias` on the active bf16 tier; see [`gemm_bf16_with`].
 pub fn gemm_bf16(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
-    gemm_bf16_with(super::active_path(), x, m, w, bias, out)
+    gemm_bf16_with(Op::Bf16Gemm.active_tier(), x, m, w, bias, out)
 }
 
-/// `out (M×N, row-major) = x (M×K, row-major) · Wᵀ + bias (N)` on `path` (or the best
-/// available path below it).
+/// `out (M×N, row-major) = x (M×K, row-major) · Wᵀ + bias (N)` on the best bf16 tier at or
+/// below `path` that the CPU has ([`Op::tier_under`]).
 ///
-/// The products are taken in bf16 (x is rounded to bf16 on the AMX and AVX-512 paths; the
-/// AVX2 and portable paths keep x in f32), sums are f32. Expect a relative error of a few
-/// 1e-3 of `|x|·|w|` per output. Errors when a slice length does not match `m`, `N`, `K`.
+/// The products are taken in bf16 on the AMX and AVX512-BF16 tiers (x is rounded to bf16);
+/// the widening tiers (AVX-512F, AVX2, portable) keep x in f32. Sums are f32. Expect a
+/// relative error of a few 1e-3 of `|x|·|w|` per output. Errors when a slice length does not
+/// match `m`, `N`, `K`.
 pub fn gemm_bf16_with(
     path: KernelPath,
     x: &[f32],
@@ -57,32 +63,46 @@ pub fn gemm_bf16_with(
         n,
         bias,
     };
-    match clamp(path) {
+    match Op::Bf16Gemm.tier_under(path) {
         #[cfg(target_arch = "x86_64")]
         KernelPath::Amx if m >= AMX_MIN_M => {
             let a = bf16_rows(x, m, k, amx::lda(w.k_padded()), m.next_multiple_of(amx::MR));
             run_tiles(m, w.panels(), amx::MR, 2, |r0, r1, p0, p1| {
-                // SAFETY: the AMX path is only chosen when the CPU and OS support it.
+                // SAFETY: the AMX tier is only chosen when the CPU and OS support it.
                 unsafe { amx::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
             });
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Amx | KernelPath::Avx512 => {
+        KernelPath::Amx | KernelPath::Avx512Bf16 => {
             let a = bf16_rows(x, m, k, w.k_padded(), m);
-            run_tiles(m, w.panels(), 4, 4, |r0, r1, p0, p1| {
-                // SAFETY: the AVX-512 path is only chosen when the CPU supports it.
+            run_tiles(m, w.panels(), avx512::Bf16::MR, avx512::Bf16::NR, |r0, r1, p0, p1| {
+                // SAFETY: the AVX512-BF16 tier is only chosen when the CPU supports it.
                 unsafe { avx512::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
             });
         }
         #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => {
+            let a = f32_rows(x, m, k, w.k_padded());
+            run_tiles(
+                m,
+                w.panels(),
+                avx512::Bf16Wide::MR,
+                avx512::Bf16Wide::NR,
+                |r0, r1, p0, p1| {
+                    // SAFETY: the AVX-512 tier is only chosen when the CPU supports AVX-512F/BW/VL.
+                    unsafe { avx512::gemm_bf16_wide_tile(&a, w, r0, r1, p0, p1, &dst) }
+                },
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => {
             let a = f32_rows(x, m, k, w.k_padded());
-            run_tiles(m, w.panels(), 4, 1, |r0, r1, p0, p1| {
-                // SAFETY: the AVX2 path is only chosen when the CPU supports AVX2 and FMA.
+            run_tiles(m, w.panels(), avx2::Bf16::MR, avx2::Bf16::NR, |r0, r1, p0, p1| {
+                // SAFETY: the AVX2 tier is only chosen when the CPU supports AVX2 and FMA.
                 unsafe { avx2::gemm_bf16_tile(&a, w, r0, r1, p0, p1, &dst) }
             });
         }
-        // Portable, and every path on CPUs other than x86-64 (where `clamp` only yields it).
+        // Portable, and every tier on CPUs other than x86-64 (where only it is available).
         _ => {
             let a = f32_rows(x, m, k, w.k_padded());
             run_tiles(m, w.panels(), 4, 1, |r0, r1, p0, p1| {
@@ -91,6 +111,72 @@ pub fn gemm_bf16_with(
         }
     }
     Ok(())
+}
+
+/// One register-blocked micro-kernel of a packed GEMM tier: it computes `mr ≤ MR` rows ×
+/// `nr ≤ NR` panels (`nr` a power of two) over the whole padded K and stores them.
+pub(crate) trait Micro {
+    /// Activation element as the kernel reads it.
+    type A;
+    /// Packed weight element.
+    type W;
+    /// Where results go ([`Dst`] or [`super::gemv_int8::DstI8`]).
+    type D<'d>;
+    /// Most rows per call.
+    const MR: usize;
+    /// Most panels per call (a power of two).
+    const NR: usize;
+
+    /// # Safety
+    /// The CPU must have the tier's features; `a` points at row `row` of the activation
+    /// (`lda` elements per row, `mr` rows readable over the padded K), `b` at panel `panel`
+    /// of the weight (`ps` elements per panel, `nr` panels); no other task writes the block.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run(
+        mr: usize,
+        nr: usize,
+        a: *const Self::A,
+        lda: usize,
+        b: *const Self::W,
+        ps: usize,
+        row: usize,
+        panel: usize,
+        dst: &Self::D<'_>,
+    );
+}
+
+/// The register-blocking loop shared by every SIMD tier: output rows `r0..r1` × panels
+/// `p0..p1` in `K::MR × K::NR` steps (narrower at the edges).
+///
+/// # Safety
+/// As for [`Micro::run`], for every row in `r0..r1` and panel in `p0..p1`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn drive<K: Micro>(
+    a: *const K::A,
+    lda: usize,
+    b: *const K::W,
+    ps: usize,
+    r0: usize,
+    r1: usize,
+    p0: usize,
+    p1: usize,
+    dst: &K::D<'_>,
+) {
+    let mut p = p0;
+    while p < p1 {
+        let mut nr = K::NR;
+        while nr > p1 - p {
+            nr /= 2;
+        }
+        let bp = b.add(p * ps);
+        let mut r = r0;
+        while r < r1 {
+            let mr = K::MR.min(r1 - r);
+            K::run(mr, nr, a.add(r * lda), lda, bp, ps, r, p, dst);
+            r += mr;
+        }
+        p += nr;
+    }
 }
 
 /// Where a kernel writes its results: row-major `M×N` output plus the optional bias.
@@ -153,7 +239,7 @@ where
 }
 
 /// `x` as bf16 bits, `mpad` rows of `kp` (the row stride, ≥ padded K), zero padded.
-fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> {
+pub(crate) fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> {
     let mut a = vec![0u16; mpad * kp];
     a.par_chunks_mut(kp * 16).enumerate().for_each(|(blk, chunk)| {
         for (i, row) in chunk.chunks_mut(kp).enumerate() {
@@ -169,7 +255,7 @@ fn bf16_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> Vec<u16> 
 /// Rounds f32 to bf16 bits (nearest even), with AVX512-BF16 when available.
 pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
     #[cfg(target_arch = "x86_64")]
-    if KernelPath::Avx512.is_available() {
+    if KernelPath::Avx512Bf16.is_available() {
         // SAFETY: AVX512-BF16 is present.
         unsafe { avx512::to_bf16(src, dst) };
         return;
@@ -179,11 +265,14 @@ pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
     }
 }
 
-/// `x` as f32, `m × kp`, zero padded in K.
-fn f32_rows(x: &[f32], m: usize, k: usize, kp: usize) -> Vec<f32> {
-    let mut a = vec![0f32; m * kp];
-    for r in 0..m {
-        a[r * kp..r * kp + k].copy_from_slice(&x[r * k..(r + 1) * k]);
+/// `x` as f32, `m × kp`, zero padded in K (borrowed as is when K is already aligned).
+pub(crate) fn f32_rows(x: &[f32], m: usize, k: usize, kp: usize) -> Cow<'_, [f32]> {
+    if k == kp {
+        return Cow::Borrowed(x);
     }
-    a
+    let mut a = vec![0f32; m * kp];
+    a.par_chunks_mut(kp)
+        .zip(x.par_chunks(k))
+        .for_each(|(d, s)| d[..k].copy_from_slice(s));
+    Cow::Owned(a)
 }

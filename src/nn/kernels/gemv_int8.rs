@@ -5,9 +5,10 @@
 //! `max |x| / 127`), the products are summed exactly in i32 and rescaled:
 //! `y[m,n] = sx[m] · sw[n] · Σ_k qx[m,k]·qw[n,k] + b[n]`.
 //! * AMX: `tdpbssd` (signed × signed) for M ≥ 16.
-//! * AVX-512 VNNI: `vpdpbusd` multiplies *unsigned* by signed bytes, so the activation is
-//!   offset to `qx + 128` and `128 · Σ_k qw[n,k]` (precomputed per column) is subtracted.
-//! * AVX2 / portable: plain integer sums.
+//! * AVX512-VNNI / AVX-VNNI: `vpdpbusd` multiplies *unsigned* by signed bytes, so the
+//!   activation is offset to `qx + 128` and `128 · Σ_k qw[n,k]` (precomputed per column) is
+//!   subtracted.
+//! * AVX2: `vpmaddubsw` with the sign trick (see `avx2.rs`); portable: plain integer sums.
 //!
 //! All paths produce the same i32 sums, hence (nearly) bit-identical outputs. Error versus
 //! the f32 product: weight rounding (≤ sw/2 per weight) plus activation rounding (≤ sx/2 per
@@ -20,10 +21,12 @@ use candle_core::{bail, Result};
 use rayon::prelude::*;
 
 use super::gemm::run_tiles;
+#[cfg(target_arch = "x86_64")]
+use super::gemm::Micro;
 use super::pack::PANEL;
 #[cfg(target_arch = "x86_64")]
-use super::{amx, avx2, avx512};
-use super::{clamp, portable, KernelPath, SendPtr};
+use super::{amx, avx2, avx512, avxvnni};
+use super::{portable, KernelPath, Op, SendPtr};
 use crate::quant::int8::{quantize_row, QuantizedInt8};
 
 /// K is padded to a multiple of this (one AMX INT8 tile of K).
@@ -52,7 +55,12 @@ impl PackedInt8 {
 
     /// Packs an already quantised weight.
     pub fn pack(q: &QuantizedInt8) -> Self {
-        let (n, k) = (q.n, q.k);
+        Self::pack_parts(&q.values, &q.scales, q.n, q.k)
+    }
+
+    /// Packs row-major int8 `values` (`n·k`) with their per-row `scales` (`n`), as stored;
+    /// also the per-call packing of the in-place INT8 GEMM (`inplace_int8.rs`).
+    pub(crate) fn pack_parts(values: &[i8], scales_in: &[f32], n: usize, k: usize) -> Self {
         let kp = k.div_ceil(K_ALIGN_I8).max(1) * K_ALIGN_I8;
         let panels = n.div_ceil(2 * PANEL).max(1) * 2;
         let ps = PANEL * kp;
@@ -61,12 +69,12 @@ impl PackedInt8 {
         let mut offset = vec![0i32; panels * PANEL];
         for col in 0..n {
             let (p, c) = (col / PANEL, col % PANEL);
-            let src = &q.values[col * k..(col + 1) * k];
+            let src = &values[col * k..(col + 1) * k];
             let dst = &mut data[p * ps..(p + 1) * ps];
             for (kk, v) in src.iter().enumerate() {
                 dst[(kk / 4) * 4 * PANEL + c * 4 + (kk & 3)] = *v;
             }
-            scales[col] = q.scales[col];
+            scales[col] = scales_in[col];
             offset[col] = 128 * src.iter().map(|v| *v as i32).sum::<i32>();
         }
         Self {
@@ -164,13 +172,13 @@ impl DstI8<'_> {
     }
 }
 
-/// `out = x · Wᵀ + bias` on the active kernel path; see [`gemm_int8_with`].
+/// `out = x · Wᵀ + bias` on the active int8 tier; see [`gemm_int8_with`].
 pub fn gemm_int8(x: &[f32], m: usize, w: &PackedInt8, bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
-    gemm_int8_with(super::active_path(), x, m, w, bias, out)
+    gemm_int8_with(Op::Int8Gemm.active_tier(), x, m, w, bias, out)
 }
 
-/// `out (M×N) = x (M×K) · Wᵀ + bias` with the INT8 weight `w`, on `path` (or the best
-/// available path below it). M = 1 is the decode GEMV. Errors when a slice length does not
+/// `out (M×N) = x (M×K) · Wᵀ + bias` with the INT8 weight `w`, on the best int8 tier at or
+/// below `path` that the CPU has ([`Op::tier_under`]). M = 1 is the decode GEMV. Errors when a slice length does not
 /// match `m`, `N`, `K`.
 pub fn gemm_int8_with(
     path: KernelPath,
@@ -195,8 +203,8 @@ pub fn gemm_int8_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let path = clamp(path);
-    let use_amx = path == KernelPath::Amx && m >= super::gemm::AMX_MIN_M;
+    let tier = Op::Int8Gemm.tier_under(path);
+    let use_amx = tier == KernelPath::Amx && m >= super::gemm::AMX_MIN_M;
     let mpad = if use_amx {
         m.next_multiple_of(super::gemm::AMX_ROWS)
     } else {
@@ -206,7 +214,9 @@ pub fn gemm_int8_with(
     let lda = if use_amx { amx::lda(kp) } else { kp };
     #[cfg(not(target_arch = "x86_64"))]
     let lda = kp;
-    let (a, x_scale) = quantize_rows(x, m, k, lda, mpad);
+    // The VNNI tiers read the activation offset to unsigned.
+    let unsigned = matches!(tier, KernelPath::Amx | KernelPath::Avx512Vnni | KernelPath::AvxVnni) && !use_amx;
+    let (a, x_scale) = quantize_rows(x, m, k, lda, mpad, unsigned);
     let mut dst = DstI8 {
         ptr: SendPtr(out.as_mut_ptr()),
         n,
@@ -215,28 +225,42 @@ pub fn gemm_int8_with(
         w_scale: &w.scales,
         offset: None,
     };
-    match path {
+    if unsigned {
+        dst.offset = Some(&w.offset);
+    }
+    // SAFETY: `q + 128 == q ^ 0x80` was stored in place; i8 and u8 have the same layout.
+    #[cfg(target_arch = "x86_64")]
+    let au: &[u8] = unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, a.len()) };
+    match tier {
         #[cfg(target_arch = "x86_64")]
         KernelPath::Amx if use_amx => run_tiles(m, w.panels, amx::MR, 2, |r0, r1, p0, p1| {
-            // SAFETY: the AMX path is only chosen when the CPU and OS support it.
+            // SAFETY: the AMX tier is only chosen when the CPU and OS support it.
             unsafe { amx::gemm_int8_tile(&a, w, r0, r1, p0, p1, &dst) }
         }),
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Amx | KernelPath::Avx512 => {
-            // Offset to unsigned for vpdpbusd: q + 128 == q ^ 0x80 in two's complement.
-            let au: Vec<u8> = a.iter().map(|q| (*q as u8) ^ 0x80).collect();
-            dst.offset = Some(&w.offset);
-            run_tiles(m, w.panels, 4, 4, |r0, r1, p0, p1| {
-                // SAFETY: the AVX-512 path is only chosen when the CPU supports it.
-                unsafe { avx512::gemm_int8_tile(&au, w, r0, r1, p0, p1, &dst) }
-            })
+        KernelPath::Amx | KernelPath::Avx512Vnni => {
+            run_tiles(
+                m,
+                w.panels,
+                avx512::Int8Vnni::MR,
+                avx512::Int8Vnni::NR,
+                |r0, r1, p0, p1| {
+                    // SAFETY: the AVX512-VNNI tier is only chosen when the CPU supports it.
+                    unsafe { avx512::gemm_int8_tile(au, w, r0, r1, p0, p1, &dst) }
+                },
+            )
         }
         #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => run_tiles(m, w.panels, 4, 1, |r0, r1, p0, p1| {
-            // SAFETY: the AVX2 path is only chosen when the CPU supports it.
+        KernelPath::AvxVnni => run_tiles(m, w.panels, avxvnni::Int8::MR, avxvnni::Int8::NR, |r0, r1, p0, p1| {
+            // SAFETY: the AVX-VNNI tier is only chosen when the CPU supports it.
+            unsafe { avxvnni::gemm_int8_tile(au, w, r0, r1, p0, p1, &dst) }
+        }),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => run_tiles(m, w.panels, avx2::Int8::MR, avx2::Int8::NR, |r0, r1, p0, p1| {
+            // SAFETY: the AVX2 tier is only chosen when the CPU supports it.
             unsafe { avx2::gemm_int8_tile(&a, w, r0, r1, p0, p1, &dst) }
         }),
-        // Portable, and every path on CPUs other than x86-64 (where `clamp` only yields it).
+        // Portable, and every tier on CPUs other than x86-64 (where only it is available).
         _ => run_tiles(m, w.panels, 4, 1, |r0, r1, p0, p1| {
             portable::gemm_int8_tile(&a, w, r0, r1, p0, p1, &dst)
         }),
@@ -244,8 +268,10 @@ pub fn gemm_int8_with(
     Ok(())
 }
 
-/// Quantises each row of `x` to int8 (`mpad × kp`, zero padded) with its scale.
-fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> (Vec<i8>, Vec<f32>) {
+/// Quantises each row of `x` to int8 (`mpad × kp`, zero padded) with its scale; with
+/// `unsigned`, every value of the first `m` rows is stored offset by 128 (`q ^ 0x80`, the
+/// padding included, so padded products cancel against the column sums too).
+fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize, unsigned: bool) -> (Vec<i8>, Vec<f32>) {
     let mut a = vec![0i8; mpad * kp];
     let mut scales = vec![0f32; mpad];
     a.par_chunks_mut(kp)
@@ -254,6 +280,11 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mpad: usize) -> (Vec<
         .enumerate()
         .for_each(|(r, (row, s))| {
             *s = quantize_row(&x[r * k..(r + 1) * k], &mut row[..k]).1;
+            if unsigned {
+                for q in row.iter_mut() {
+                    *q ^= i8::MIN;
+                }
+            }
         });
     (a, scales)
 }

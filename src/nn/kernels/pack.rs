@@ -60,6 +60,40 @@ impl PackedBf16 {
         Some(Self { n, k, kp, panels, data })
     }
 
+    /// Packs a row-major `N×K` weight given as bf16 bits into `buf`'s allocation, serially:
+    /// the per-call packing of the in-place GEMM (`inplace_bf16.rs`) reuses one buffer per
+    /// thread. Returns `None` when `w.len() != n * k`.
+    pub(crate) fn pack_bits_into(mut buf: Vec<u16>, w: &[u16], n: usize, k: usize) -> Option<Self> {
+        if n.checked_mul(k)? != w.len() {
+            return None;
+        }
+        let kp = k.div_ceil(K_ALIGN).max(1) * K_ALIGN;
+        let panels = n.div_ceil(2 * PANEL).max(1) * 2;
+        buf.clear();
+        buf.resize(panels * PANEL * kp, 0);
+        for (p, dst) in buf.chunks_mut(PANEL * kp).enumerate() {
+            for c in 0..PANEL.min(n.saturating_sub(p * PANEL)) {
+                let row = &w[(p * PANEL + c) * k..(p * PANEL + c + 1) * k];
+                for (kk2, pair) in row.chunks(2).enumerate() {
+                    let at = kk2 * 2 * PANEL + c * 2;
+                    dst[at..at + pair.len()].copy_from_slice(pair);
+                }
+            }
+        }
+        Some(Self {
+            n,
+            k,
+            kp,
+            panels,
+            data: buf,
+        })
+    }
+
+    /// Gives the packed buffer back (for reuse by [`PackedBf16::pack_bits_into`]).
+    pub(crate) fn into_data(self) -> Vec<u16> {
+        self.data
+    }
+
     /// Output features `N`.
     pub fn n(&self) -> usize {
         self.n

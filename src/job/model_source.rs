@@ -2,17 +2,24 @@
 //! downloaded into (or found in) the standard Hub cache.
 //!
 //! `HF_HOME` moves the cache (hf-hub reads it); `HF_HUB_OFFLINE=1` forbids network
-//! access, so only an already cached snapshot can be used.
+//! access, so only an already cached snapshot can be used. Hub ids need the `hub` cargo
+//! feature (on by default with `cli`); without it only local folders resolve.
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "hub")]
 use hf_hub::api::sync::ApiBuilder;
+#[cfg(feature = "hub")]
 use hf_hub::{Cache, Repo};
 
 use crate::error::{Error, Result};
 
 /// The official checkpoint, used when `--model` is not given.
 pub const DEFAULT_REPO: &str = "deepseek-ai/DeepSeek-OCR";
+
+/// The official DeepSeek-OCR-2 checkpoint (`--model deepseek-ai/DeepSeek-OCR-2`); its
+/// config.json selects the OCR-2 encoder.
+pub const OCR2_REPO: &str = "deepseek-ai/DeepSeek-OCR-2";
 
 /// Files every model folder needs besides the weights.
 const REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];
@@ -41,11 +48,25 @@ pub fn resolve(spec: Option<&str>, show_progress: bool) -> Result<PathBuf> {
             format!("pass an existing folder or a Hugging Face repo id such as {DEFAULT_REPO}"),
         ));
     }
+    from_hub(spec, show_progress)
+}
+
+#[cfg(feature = "hub")]
+fn from_hub(spec: &str, show_progress: bool) -> Result<PathBuf> {
     if offline() {
         from_cache(spec)
     } else {
         download(spec, show_progress)
     }
+}
+
+#[cfg(not(feature = "hub"))]
+fn from_hub(spec: &str, _show_progress: bool) -> Result<PathBuf> {
+    Err(Error::model(
+        spec,
+        "no such model folder, and this build cannot download from the Hugging Face Hub",
+        "pass a local model folder, or build with the `hub` cargo feature",
+    ))
 }
 
 /// `owner/name` with the characters the Hub allows.
@@ -55,11 +76,12 @@ fn is_repo_id(s: &str) -> bool {
 }
 
 /// `HF_HUB_OFFLINE` set to a true value.
-fn offline() -> bool {
+pub fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
         .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
+#[cfg(feature = "hub")]
 fn get_hint(repo: &str) -> String {
     format!(
         "download it with network access (`dsocr ocr --model {repo} ...` without HF_HUB_OFFLINE, or `huggingface-cli download {repo}`), \
@@ -124,6 +146,7 @@ fn shards_of_index(index: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+#[cfg(feature = "hub")]
 /// A snapshot already in the Hub cache, without network access.
 fn from_cache(repo: &str) -> Result<PathBuf> {
     let cache = Cache::from_env();
@@ -144,6 +167,7 @@ fn from_cache(repo: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+#[cfg(feature = "hub")]
 /// Downloads (or reuses) the files of `repo` into the Hub cache.
 fn download(repo: &str, show_progress: bool) -> Result<PathBuf> {
     let failed = |file: &str, e: hf_hub::api::sync::ApiError| {
@@ -204,7 +228,8 @@ mod tests {
 
     #[test]
     fn repo_ids() {
-        assert!(is_repo_id("deepseek-ai/DeepSeek-OCR"));
+        assert!(is_repo_id(super::DEFAULT_REPO));
+        assert!(is_repo_id(super::OCR2_REPO));
         assert!(is_repo_id("a_b/c.d-e"));
         assert!(!is_repo_id("no-slash"));
         assert!(!is_repo_id("a/b/c"));
