@@ -55,8 +55,12 @@ pub struct BatchStats {
     pub join_time: Duration,
     /// Most pages live at once.
     pub max_live: usize,
-    /// KV caches allocated by the pool.
+    /// KV caches allocated by the pool (a free cache too short for the next page is
+    /// dropped and a longer one made, so this can exceed the batch size).
     pub caches_allocated: usize,
+    /// The most KV caches held at once (in use and free in the pool): never above the
+    /// batch size.
+    pub max_caches_held: usize,
     /// Wall time of the whole run.
     pub wall: Duration,
 }
@@ -162,6 +166,7 @@ impl<'e> BatchRunner<'e> {
             }
         }
         stats.caches_allocated = self.pool.allocated();
+        stats.max_caches_held = self.pool.peak_held();
         stats.wall = t_run.elapsed();
         Ok(stats)
     }

@@ -17,6 +17,8 @@ pub struct KvPool {
     lent: usize,
     /// How many caches were allocated (for tests and logs).
     allocated: usize,
+    /// The most caches held at once, lent and free together.
+    peak_held: usize,
 }
 
 impl KvPool {
@@ -27,6 +29,7 @@ impl KvPool {
             slots: slots.max(1),
             lent: 0,
             allocated: 0,
+            peak_held: 0,
         }
     }
 
@@ -62,6 +65,7 @@ impl KvPool {
             }
         };
         self.lent += 1;
+        self.peak_held = self.peak_held.max(self.held());
         Ok(cache)
     }
 
@@ -78,7 +82,18 @@ impl KvPool {
         self.lent = self.lent.saturating_sub(1);
     }
 
-    /// Caches allocated since the pool was made.
+    /// Caches held now: lent out and free.
+    pub fn held(&self) -> usize {
+        self.lent + self.free.len()
+    }
+
+    /// The most caches held at once since the pool was made; at most `slots` as long as no
+    /// more than `slots` are lent at once.
+    pub fn peak_held(&self) -> usize {
+        self.peak_held
+    }
+
+    /// Caches allocated since the pool was made (reallocations included).
     pub fn allocated(&self) -> usize {
         self.allocated
     }
@@ -112,6 +127,8 @@ mod tests {
         // Too long for the free cache: it is dropped and a new one made; still two in all.
         let d = pool.take(30, make).unwrap();
         assert_eq!((d.capacity(), pool.allocated()), (30, 3));
+        // Three allocations, never more than two caches at once.
+        assert_eq!((pool.held(), pool.peak_held()), (2, 2));
         assert_eq!(pool.free_bytes(), 0);
         pool.give(b);
         pool.give(d);
