@@ -281,3 +281,70 @@ fn staged_api_steps_pages_of_different_lengths_together() {
     assert_eq!(ob.token_ids, b.greedy[..9]);
     assert_eq!(steps, (25 - 1 - 4) + (9 - 1));
 }
+
+/// The decode logits of every golden page, stepped alone and stepped together with the
+/// others: bit for bit the same in every precision (a row of a batched step is computed as
+/// a single-row step computes it; see `lm::rows`).
+#[test]
+fn batched_step_logits_are_bitwise_those_of_single_steps() {
+    let Some((mini, cases)) = goldens() else {
+        eprintln!("skipped: no shared dir");
+        return;
+    };
+    for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
+        let engine = Engine::load(
+            &mini,
+            EngineOptions {
+                precision,
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap();
+        let start = |g: &Golden| {
+            let prepared = engine
+                .prepare(&g.image, &opts(g, 12, NgramGuard::Off), &mut Taps::off())
+                .unwrap();
+            let mut page = engine.admit(prepared, None, None).unwrap();
+            page.sequence_mut().record_logits();
+            engine.prefill(&mut page, &mut Taps::off()).unwrap();
+            page
+        };
+        let bits = |page: &deepseek_ocr::engine::Page<'_>| -> Vec<Vec<u32>> {
+            page.sequence()
+                .recorded_logits()
+                .iter()
+                .map(|t| {
+                    t.flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect()
+                })
+                .collect()
+        };
+        let mut alone = Vec::new();
+        for g in &cases {
+            let mut p = start(g);
+            while !p.is_finished() {
+                engine.step(&mut [&mut p]).unwrap();
+            }
+            alone.push(bits(&p));
+        }
+        let mut pages: Vec<_> = cases.iter().map(start).collect();
+        while pages.iter().any(|p| !p.is_finished()) {
+            let mut refs: Vec<&mut deepseek_ocr::engine::Page<'_>> = pages.iter_mut().collect();
+            engine.step(&mut refs).unwrap();
+        }
+        for ((g, p), want) in cases.iter().zip(&pages).zip(&alone) {
+            let got = bits(p);
+            assert!(got.len() > 1, "{}: logits recorded", g.name);
+            assert!(
+                got == *want,
+                "{precision}: {}: batched logits differ from the page alone",
+                g.name
+            );
+        }
+    }
+}

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::lm::host::{is_host_f32, with_f32};
 use crate::lm::rope::{apply_tables, RopeTables};
+use crate::lm::rows::linear_rows;
 use crate::memory::KvCache;
 use crate::model::config::LmConfig;
 use crate::nn::kernels::{self, AttnBias, AttnShape};
@@ -78,8 +79,9 @@ impl Attention {
 
     /// One decode step of several sequences: row `b` of `x` `(B, D)` is the next token of
     /// the sequence whose cache is `caches[b]`, at position `caches[b].len()`, rotated with
-    /// `ropes[b]`. The projections take all `B` rows at once (each weight is read once);
-    /// each row attends over its own cache, exactly as a single-sequence step does.
+    /// `ropes[b]`. The projections take all `B` rows at once (a packed weight is read once;
+    /// see [`linear_rows`]); each row attends over its own cache, exactly as a
+    /// single-sequence step does.
     pub fn forward_step(
         &self,
         x: &Tensor,
@@ -91,9 +93,9 @@ impl Attention {
         if b != caches.len() || b != ropes.len() {
             candle_core::bail!("{b} rows for {} caches and {} rope tables", caches.len(), ropes.len())
         }
-        let q = self.q_proj.forward(x)?;
-        let k = self.k_proj.forward(x)?;
-        let v = self.v_proj.forward(x)?;
+        let q = linear_rows(&self.q_proj, x)?;
+        let k = linear_rows(&self.k_proj, x)?;
+        let v = linear_rows(&self.v_proj, x)?;
         let out = if b == 1 {
             self.core(&q, &k, &v, &ropes[0], caches[0], layer)?
         } else {
@@ -104,7 +106,7 @@ impl Attention {
             }
             Tensor::cat(&rows, 0)?
         };
-        self.o_proj.forward(&out)
+        linear_rows(&self.o_proj, &out)
     }
 
     /// Attention of projected rows `q` `(L, H·d)`, `k`, `v` `(L, KV·d)` at positions

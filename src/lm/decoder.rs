@@ -88,7 +88,8 @@ impl DecoderLayer {
 impl DecoderLayer {
     /// One decode step of several sequences: row `b` of `x` `(B, D)` is the next token of
     /// the sequence cached in `caches[b]` (see [`Attention::forward_step`]). The norms and
-    /// the feed-forward half are row-wise, so they run once on all `B` rows.
+    /// the feed-forward half are row-wise, so they run once on all `B` rows (dense weights
+    /// on the CPU row by row, see [`crate::lm::rows`]).
     pub fn forward_step(
         &self,
         x: &Tensor,
@@ -101,8 +102,8 @@ impl DecoderLayer {
             .forward_step(&self.input_layernorm.forward(x)?, ropes, caches, self.index)?)?;
         let n = self.post_attention_layernorm.forward(&h)?;
         let f = match &self.ffn {
-            Ffn::Dense(mlp) => mlp.forward(&n)?,
-            Ffn::Moe(moe) => moe.forward(&n, self.index, taps)?,
+            Ffn::Dense(mlp) => mlp.forward_step(&n)?,
+            Ffn::Moe(moe) => moe.forward_step(&n, self.index, taps)?,
         };
         h + f
     }
@@ -279,7 +280,9 @@ impl DeepseekV2 {
     ///
     /// Every linear layer runs once on the `B` rows, the MoE runs each chosen expert once on
     /// the rows routed to it, and each row attends over its own cache. With `B = 1` this is
-    /// the same computation as [`forward`](Self::forward) on one token.
+    /// the same computation as [`forward`](Self::forward) on one token, and on the CPU each
+    /// row's logits are bit for bit those of a step of its sequence alone (dense weights
+    /// take the rows one at a time, see [`crate::lm::rows`]).
     pub fn forward_step(
         &self,
         inputs_embeds: &Tensor,
@@ -321,7 +324,7 @@ impl DeepseekV2 {
             cache.advance(1)?;
         }
         let hidden = self.norm.forward(&x)?;
-        Ok(self.lm_head.forward(&hidden)?.to_dtype(DType::F32)?)
+        Ok(crate::lm::rows::linear_rows(&self.lm_head, &hidden)?.to_dtype(DType::F32)?)
     }
 
     /// lm_head over all rows, in chunks, as f32 `(L, vocab)`.
