@@ -262,7 +262,7 @@ pub fn drop_page_cache(dir: &Path) -> bool {
     };
     let mut ok = true;
     for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        if !p.extension().is_some_and(|x| x == "safetensors") {
+        if p.extension().is_none_or(|x| x != "safetensors") {
             continue;
         }
         ok &= fadvise_dontneed(&p);

@@ -69,7 +69,7 @@ pub fn generate(
         CacheSlot::Borrowed(cache),
         eos,
     )?
-    .with_callback(Box::new(|id| on_token(id)));
+    .with_callback(Box::new(on_token));
     run_to_end(model, &mut seq)?;
     Ok(seq.finish().0)
 }

@@ -12,9 +12,12 @@ use super::resume;
 use super::summary::{BatchSummary, InputSummary, PageSummary, Status};
 use crate::error::{Error, Result};
 
+/// Shard summaries by shard count, then by shard index: the file and its summary.
+type ShardSummaries = BTreeMap<usize, BTreeMap<usize, (PathBuf, BatchSummary)>>;
+
 /// Reads the shard summaries in `out`, grouped by shard count.
-fn shard_summaries(out: &Path) -> Result<BTreeMap<usize, BTreeMap<usize, (PathBuf, BatchSummary)>>> {
-    let mut by_count: BTreeMap<usize, BTreeMap<usize, (PathBuf, BatchSummary)>> = BTreeMap::new();
+fn shard_summaries(out: &Path) -> Result<ShardSummaries> {
+    let mut by_count: ShardSummaries = BTreeMap::new();
     let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

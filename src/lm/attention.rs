@@ -161,7 +161,7 @@ impl Attention {
         let total = start + len;
         // Queries as (heads, L, d), rotated on the way.
         let mut q_heads = vec![0f32; h * len * hd];
-        with_f32(&q, |qs| {
+        with_f32(q, |qs| {
             for l in 0..len {
                 for head in 0..h {
                     let src = &qs[(l * h + head) * hd..][..hd];
@@ -177,7 +177,7 @@ impl Attention {
             candle_core::bail!("KV cache overflow: {start} + {len} > {max_len}")
         }
         // This step's keys (rotated) and values go to positions start.. of each head.
-        with_f32(&k, |ks| {
+        with_f32(k, |ks| {
             for l in 0..len {
                 for g in 0..kvh {
                     let src = &ks[(l * kvh + g) * hd..][..hd];
@@ -185,7 +185,7 @@ impl Attention {
                 }
             }
         })?;
-        with_f32(&v, |vs| {
+        with_f32(v, |vs| {
             for l in 0..len {
                 for g in 0..kvh {
                     let at = (g * max_len + start + l) * hd;

@@ -66,7 +66,7 @@ impl RowMajorBf16 {
         if n.checked_mul(k)?.checked_mul(2)? != b.len() {
             return None;
         }
-        if cfg!(target_endian = "little") && (b.as_ptr() as usize) % std::mem::align_of::<u16>() == 0 {
+        if cfg!(target_endian = "little") && (b.as_ptr() as usize).is_multiple_of(std::mem::align_of::<u16>()) {
             return Some(Self {
                 n,
                 k,
@@ -233,6 +233,7 @@ fn dot_driver(x: &[f32], m: usize, w: &RowMajorBf16, bias: Option<&[f32]>, out: 
     let tasks = n.div_ceil(rows_per_task);
     let run = |t: usize| {
         // Capture the whole pointer wrapper (Sync), not its raw field.
+        #[allow(clippy::redundant_locals)]
         let dst = dst;
         let (n0, n1) = (t * rows_per_task, ((t + 1) * rows_per_task).min(n));
         let mut j = n0;
@@ -389,6 +390,7 @@ fn pack_driver(path: KernelPath, x: &[f32], m: usize, w: &RowMajorBf16, bias: Op
     let out_ptr = SendPtr(out.as_mut_ptr());
     let run = |t: usize| {
         // Capture the whole pointer wrapper (Sync), not its raw field.
+        #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         let (b, s) = (t / splits, t % splits);
         let c0 = b * pc * PANEL;

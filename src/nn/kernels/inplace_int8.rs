@@ -171,6 +171,7 @@ fn dot_driver(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: 
     let tasks = n.div_ceil(rows_per_task);
     let run = |t: usize| {
         // Capture the whole pointer wrapper (Sync), not its raw field.
+        #[allow(clippy::redundant_locals)]
         let dst = dst;
         let (n0, n1) = (t * rows_per_task, ((t + 1) * rows_per_task).min(n));
         let mut j = n0;
@@ -285,6 +286,7 @@ fn pack_driver(
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..blocks).into_par_iter().try_for_each(|b| -> Result<()> {
         // Capture the whole pointer wrapper (Sync), not its raw field.
+        #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         let (c0, c1) = (b * PACK_ROWS, ((b + 1) * PACK_ROWS).min(n));
         let cols = c1 - c0;
