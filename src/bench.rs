@@ -1,6 +1,7 @@
 //! The benchmark harness behind `dsocr bench`: the same measurement every time, on any machine.
 //!
-//! One warm-up page, then `runs` measured pages with a fixed decode length (EOS ignored), so
+//! One warm-up page, then `runs` measured runs of `pages` pages (at least `batch`), decoded
+//! `batch` at a time through [`BatchRunner`], with a fixed decode length (EOS ignored), so
 //! runs compare. Reports per-stage times (median, min, max), decode tokens/s (prefill
 //! excluded), weights and KV-cache bytes, the predicted and the measured peak memory.
 //! The JSON schema is documented in the README ("Benchmark JSON").
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use image::{Rgb, RgbImage};
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineOptions, OcrOutput, RunOptions};
+use crate::engine::{BatchRunner, Engine, EngineOptions, OcrOutput, PageJob, RunOptions};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, NgramGuard};
 use crate::model::config::{real_config_json, ModelConfig, ModelVariant};
@@ -52,6 +53,8 @@ pub struct BenchOptions {
     pub new_tokens: usize,
     /// Measured runs (after one warm-up run).
     pub runs: usize,
+    /// Pages decoding together (continuous batching); each run then has at least this many pages.
+    pub batch: usize,
 }
 
 /// Median, minimum and maximum of a series.
@@ -103,8 +106,14 @@ pub struct BenchReport {
     pub prefill_s: Stat,
     /// Decode tokens per second, prefill excluded.
     pub decode_tok_per_s: Stat,
-    /// Whole page: preprocessing to last token.
+    /// Whole page: preprocessing to last token (with batching: from joining the batch).
     pub page_s: Stat,
+    /// Pages decoding together.
+    pub batch: usize,
+    /// Decode tokens per second of all pages together (per run; batched steps only).
+    pub aggregate_decode_tok_per_s: Stat,
+    /// Pages per minute of wall time (per run, vision and prefill included).
+    pub pages_per_min: Stat,
     pub prompt_tokens: usize,
     pub image_tokens: usize,
     pub kv_cache_bytes: u64,
@@ -145,6 +154,7 @@ pub struct Settings {
     pub pages: usize,
     pub new_tokens: usize,
     pub runs: usize,
+    pub batch: usize,
     pub dtype: String,
     /// Weight precision of the linear layers.
     pub precision: String,
@@ -334,15 +344,29 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
     let t0 = Instant::now();
     let engine = Engine::load(&dir, opts.engine.clone())?;
     let load_s = t0.elapsed().as_secs_f64();
-    let predicted = engine.memory_plan(&run_opts, image.dimensions())?.total();
+    let batch = opts.batch.max(1);
+    let per_run = opts.pages.max(batch);
+    let predicted = engine.memory_plan_batch(&run_opts, image.dimensions(), batch)?.total();
     let mut pages: Vec<(OcrOutput, Duration)> = Vec::new();
+    let mut aggregate = Vec::new();
+    let mut per_min = Vec::new();
     for run in 1..=opts.runs {
-        for p in 0..opts.pages.max(1) {
-            on_progress(&format!("run {run}/{} page {}", opts.runs, p + 1));
-            let t = Instant::now();
-            let out = engine.run_with(&image, &run_opts, None)?;
-            pages.push((out, t.elapsed()));
+        on_progress(&format!("run {run}/{}: {per_run} page(s), batch {batch}", opts.runs));
+        let jobs = (0..per_run).map(|p| PageJob::new(p, image.clone(), run_opts.clone()));
+        let mut runner = BatchRunner::new(&engine, batch);
+        let mut failed = None;
+        let stats = runner.run(jobs, |_, out, elapsed| {
+            match out {
+                Ok(o) => pages.push((o, elapsed)),
+                Err(e) => failed = Some(e),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
+        aggregate.push(stats.decode_tok_per_s());
+        per_min.push(stats.pages_per_min());
     }
     let secs = |f: &dyn Fn(&OcrOutput) -> Duration| Stat::of(pages.iter().map(|(o, _)| f(o).as_secs_f64()).collect());
     let first = pages.first().map(|(o, _)| o.clone());
@@ -374,9 +398,10 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
         },
         settings: Settings {
             mode: opts.mode.to_string(),
-            pages: opts.pages.max(1),
+            pages: per_run,
             new_tokens: opts.new_tokens,
             runs: opts.runs,
+            batch,
             dtype: format!("{:?}", opts.engine.dtype).to_lowercase(),
             precision: engine.options().precision.to_string(),
         },
@@ -388,6 +413,9 @@ pub fn run(opts: &BenchOptions, mut on_progress: impl FnMut(&str)) -> Result<Ben
         prefill_s: secs(&|o| o.timings.prefill),
         decode_tok_per_s: decode,
         page_s: Stat::of(pages.iter().map(|(_, d)| d.as_secs_f64()).collect()),
+        batch,
+        aggregate_decode_tok_per_s: Stat::of(aggregate),
+        pages_per_min: Stat::of(per_min),
         prompt_tokens: first.as_ref().map(|o| o.prompt_tokens).unwrap_or(0),
         image_tokens: first.as_ref().map(|o| o.image_tokens).unwrap_or(0),
         kv_cache_bytes: first.as_ref().map(|o| o.kv_cache_bytes).unwrap_or(0),

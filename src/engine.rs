@@ -20,18 +20,21 @@ use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::generate::{generate, GenerateOptions, TextStream};
+use crate::generate::{self as gen, GenerateOptions, Sequence, TextStream};
 use crate::lm::{merge_image_embeddings, DeepseekV2, LmOptions};
 use crate::memory::plan::{kv_cache_bytes, lm_activation_bytes, vision_activation_bytes, OVERHEAD_BYTES};
-use crate::memory::MemoryPlan;
+use crate::memory::{KvCache, MemoryPlan};
 use crate::model::{ModelConfig, Weights};
 use crate::nn::{Precision, Taps};
-use crate::text::{build_prompt, Task, Tokenizer};
+use crate::text::{build_prompt, PromptIds, Task, Tokenizer};
 use crate::vision::normalize::views_to_tensor;
 use crate::vision::preprocess::Preprocessed;
 use crate::vision::{load_encoder, Mode, VisionEncoder};
 
+pub mod batch;
+
 pub use crate::generate::StopReason;
+pub use batch::{BatchRunner, BatchStats, PageJob};
 
 /// Options fixed when the engine is loaded.
 #[derive(Debug, Clone)]
@@ -311,6 +314,13 @@ impl Engine {
 
     /// The predicted peak memory of running one page of `image_size` with `opts`.
     pub fn memory_plan(&self, opts: &RunOptions, image_size: (u32, u32)) -> Result<MemoryPlan> {
+        self.memory_plan_batch(opts, image_size, 1)
+    }
+
+    /// The predicted peak memory of decoding `batch` such pages together: one KV cache per
+    /// page (the pool of [`BatchRunner`]); vision and prefill still run one page at a time,
+    /// and the decode activations of `batch` rows are far below the prefill's.
+    pub fn memory_plan_batch(&self, opts: &RunOptions, image_size: (u32, u32), batch: usize) -> Result<MemoryPlan> {
         let (w, h) = image_size;
         let views = self.encoder.view_plan(opts.mode, w, h)?;
         // Prompt text is short; the image tokens dominate. 64 covers every preset.
@@ -324,11 +334,12 @@ impl Engine {
         ));
         Ok(MemoryPlan {
             weights: self.weight_memory.resident,
-            kv_cache: kv_cache_bytes(
-                &self.config,
-                self.cache_len(prompt_len, opts.generate.max_new_tokens),
-                ds,
-            ),
+            kv_cache: batch.max(1) as u64
+                * kv_cache_bytes(
+                    &self.config,
+                    self.cache_len(prompt_len, opts.generate.max_new_tokens),
+                    ds,
+                ),
             vision_activations: vision,
             lm_activations: lm_activation_bytes(&self.config, prompt_len, ds),
             load_transient: self.weight_memory.load_transient,
@@ -369,23 +380,40 @@ impl Engine {
         self.encoder.encode(&global, tiles.as_ref(), pre.grid, taps)
     }
 
-    /// Runs one page with explicit options. `on_text` receives the text as it is generated.
-    pub fn run_with(
-        &self,
-        image: &RgbImage,
-        opts: &RunOptions,
-        on_text: Option<&mut dyn FnMut(&str)>,
-    ) -> Result<OcrOutput> {
-        let plan = self.memory_plan(opts, image.dimensions())?;
-        plan.check(self.options.memory_budget)?;
+    /// The largest batch (at most `limit`) whose [`memory_plan_batch`](Self::memory_plan_batch)
+    /// fits the memory budget: the engine's `memory_budget`, else the weights plus half of
+    /// the memory the system reports available. At least 1.
+    pub fn auto_batch(&self, opts: &RunOptions, image_size: (u32, u32), limit: usize) -> Result<usize> {
+        let budget = match self.options.memory_budget {
+            Some(b) => b,
+            None => match crate::memory::plan::available_bytes() {
+                Some(avail) => self.weight_memory.resident + avail / 2,
+                None => return Ok(1),
+            },
+        };
+        let mut best = 1;
+        for b in 1..=limit.max(1) {
+            if self.memory_plan_batch(opts, image_size, b)?.total() <= budget {
+                best = b;
+            }
+        }
+        Ok(best)
+    }
 
+    /// Stage 1 of a page: preprocessing, the vision encoder and the prompt, giving the
+    /// prompt embeddings ready to prefill. Records `image_embeds`, `inputs_embeds` and the
+    /// vision stage tensors in `taps`. Checks the page's memory plan first.
+    pub fn prepare(&self, image: &RgbImage, opts: &RunOptions, taps: &mut Taps) -> Result<Prepared> {
+        self.memory_plan(opts, image.dimensions())?
+            .check(self.options.memory_budget)?;
         let t0 = Instant::now();
         let pre = self.encoder.preprocess(image, opts.mode)?;
         let preprocess_time = t0.elapsed();
 
         let t1 = Instant::now();
-        let mut taps = Taps::off();
-        let image_embeds = self.encode_image(&pre, &mut taps)?;
+        // The one call into the vision encoder.
+        let image_embeds = self.encode_image(&pre, taps)?;
+        taps.put("image_embeds", &image_embeds);
         let vision_time = t1.elapsed();
 
         let prompt = build_prompt(
@@ -397,63 +425,273 @@ impl Engine {
         )?;
         let ids = Tensor::new(prompt.ids.as_slice(), &self.options.device)?;
         let embeds = merge_image_embeddings(&self.lm.embed(&ids)?, &prompt.image_mask, &image_embeds)?;
-        let mut cache = self
-            .lm
-            .new_cache(self.cache_len(prompt.len(), opts.generate.max_new_tokens))?;
+        taps.put("inputs_embeds", &embeds);
+        Ok(Prepared {
+            embeds,
+            prompt,
+            opts: opts.clone(),
+            image_tokens: pre.num_image_tokens,
+            image_size: pre.image_size,
+            tile_grid: pre.grid,
+            preprocess_time,
+            vision_time,
+        })
+    }
 
-        let mut stream = TextStream::new(&self.tokenizer);
-        let mut sink = on_text;
-        let mut stream_err = None;
-        let mut on_token = |id: u32| -> bool {
-            if let Some(f) = sink.as_deref_mut() {
-                if id == self.config.tokens.eos {
-                    return true;
-                }
-                match stream.push(id) {
-                    Ok(Some(delta)) => f(&delta),
-                    Ok(None) => {}
-                    Err(e) => {
-                        stream_err = Some(e);
-                        return false;
-                    }
-                }
+    /// KV-cache positions a prepared page reserves.
+    pub fn cache_len_of(&self, prepared: &Prepared) -> usize {
+        self.cache_len(prepared.prompt.len(), prepared.opts.generate.max_new_tokens)
+    }
+
+    /// Stage 2a: a prepared page with its KV cache, not yet prefilled. The cache is `cache`
+    /// when given and long enough (emptied; see [`cache_len_of`](Self::cache_len_of)) or a
+    /// new one. `on_text` receives the text as it is generated and returns `false` to stop
+    /// the page (e.g. the client went away).
+    pub fn admit<'a>(
+        &'a self,
+        prepared: Prepared,
+        cache: Option<KvCache>,
+        on_text: Option<TextSink<'a>>,
+    ) -> Result<Page<'a>> {
+        let need = self.cache_len_of(&prepared);
+        let cache = match cache {
+            Some(mut c) if c.capacity() >= need && c.num_layers() == self.config.lm.num_layers => {
+                c.reset();
+                c
             }
-            true
+            _ => self.lm.new_cache(need)?,
         };
-        let gen = generate(
-            &self.lm,
-            &embeds,
-            &prompt.ids,
-            &opts.generate,
-            &mut cache,
-            self.config.tokens.eos,
-            &mut on_token,
-        )?;
-        if let Some(e) = stream_err {
+        let Prepared {
+            embeds,
+            prompt,
+            opts,
+            image_tokens,
+            image_size,
+            tile_grid,
+            preprocess_time,
+            vision_time,
+        } = prepared;
+        let prompt_tokens = prompt.len();
+        let seq = Sequence::new(embeds, prompt.ids, opts.generate, cache, self.config.tokens.eos)?;
+        Ok(Page {
+            seq,
+            stream: TextStream::new(&self.tokenizer),
+            sink: on_text,
+            streamed: 0,
+            stream_error: None,
+            eos: self.config.tokens.eos,
+            prompt_tokens,
+            image_tokens,
+            image_size,
+            tile_grid,
+            preprocess_time,
+            vision_time,
+        })
+    }
+
+    /// Stage 2b: the prompt pass of an admitted page and its first token, recording the
+    /// prefill taps (`layer{i}_out`, router choices, logits; see [`DeepseekV2::forward`]).
+    pub fn prefill(&self, page: &mut Page<'_>, taps: &mut Taps) -> Result<()> {
+        gen::prefill(&self.lm, &mut page.seq, taps)?;
+        page.stream_new_text();
+        Ok(())
+    }
+
+    /// Stage 3: advances every live page of `pages` by one token in one batched decode step
+    /// (finished pages are skipped). Returns how many pages advanced.
+    pub fn step(&self, pages: &mut [&mut Page<'_>]) -> Result<usize> {
+        let n = {
+            let mut seqs: Vec<&mut Sequence<'_>> = pages.iter_mut().map(|p| &mut p.seq).collect();
+            gen::step(&self.lm, &mut seqs)?
+        };
+        for p in pages.iter_mut() {
+            p.stream_new_text();
+        }
+        Ok(n)
+    }
+
+    /// Stage 4: the result of a finished (or abandoned) page, and its KV cache for reuse.
+    pub fn finish(&self, page: Page<'_>) -> Result<(OcrOutput, KvCache)> {
+        let Page {
+            seq,
+            mut stream,
+            mut sink,
+            stream_error,
+            prompt_tokens,
+            image_tokens,
+            image_size,
+            tile_grid,
+            preprocess_time,
+            vision_time,
+            ..
+        } = page;
+        if let Some(e) = stream_error {
             return Err(e);
         }
-        if let Some(f) = sink {
+        if let Some(f) = sink.as_mut() {
             if let Some(rest) = stream.finish()? {
                 f(&rest);
             }
         }
-        let text = self.tokenizer.decode_output(&gen.ids, self.config.tokens.eos)?;
-        Ok(OcrOutput {
-            text,
-            prompt_tokens: prompt.len(),
-            image_tokens: pre.num_image_tokens,
-            image_size: pre.image_size,
-            tile_grid: pre.grid,
-            stop: gen.stop,
-            timings: Timings {
-                preprocess: preprocess_time,
-                vision: vision_time,
-                prefill: gen.prefill_time,
-                decode: gen.decode_time,
-                decode_tokens: gen.ids.len().saturating_sub(1),
+        let (g, cache) = seq.finish();
+        let cache = match cache {
+            Some(c) => c,
+            None => return Err(Error::request("the page's KV cache was lent", "internal error")),
+        };
+        let text = self.tokenizer.decode_output(&g.ids, self.config.tokens.eos)?;
+        Ok((
+            OcrOutput {
+                text,
+                prompt_tokens,
+                image_tokens,
+                image_size,
+                tile_grid,
+                stop: g.stop,
+                timings: Timings {
+                    preprocess: preprocess_time,
+                    vision: vision_time,
+                    prefill: g.prefill_time,
+                    decode: g.decode_time,
+                    decode_tokens: g.ids.len().saturating_sub(1),
+                },
+                kv_cache_bytes: cache.bytes(),
+                token_ids: g.ids,
             },
-            kv_cache_bytes: cache.bytes(),
-            token_ids: gen.ids,
-        })
+            cache,
+        ))
+    }
+
+    /// Runs one page with explicit options. `on_text` receives the text as it is generated.
+    pub fn run_with(
+        &self,
+        image: &RgbImage,
+        opts: &RunOptions,
+        on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<OcrOutput> {
+        let sink: Option<TextSink<'_>> = on_text.map(|f| -> TextSink<'_> {
+            Box::new(move |s: &str| {
+                f(s);
+                true
+            })
+        });
+        self.run_with_sink(image, opts, sink)
+    }
+
+    /// Like [`run_with`](Self::run_with) with a sink that can stop the page by returning
+    /// `false` ([`StopReason::Callback`]).
+    pub fn run_with_sink<'a>(
+        &'a self,
+        image: &RgbImage,
+        opts: &RunOptions,
+        on_text: Option<TextSink<'a>>,
+    ) -> Result<OcrOutput> {
+        let prepared = self.prepare(image, opts, &mut Taps::off())?;
+        let mut page = self.admit(prepared, None, on_text)?;
+        self.prefill(&mut page, &mut Taps::off())?;
+        while !page.is_finished() {
+            self.step(&mut [&mut page])?;
+        }
+        Ok(self.finish(page)?.0)
+    }
+}
+
+/// Receives a page's text as it is generated; returning `false` stops the page.
+pub type TextSink<'a> = Box<dyn FnMut(&str) -> bool + 'a>;
+
+/// A page after [`Engine::prepare`]: prompt embeddings and ids, ready to prefill.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Prompt embeddings `(L, D)` with the image embeddings merged in.
+    pub embeds: Tensor,
+    /// Prompt ids and image mask.
+    pub prompt: PromptIds,
+    /// The page's options (its generation settings are used at prefill).
+    pub opts: RunOptions,
+    /// Number of `<image>` positions.
+    pub image_tokens: usize,
+    /// Size of the (oriented) input image.
+    pub image_size: (u32, u32),
+    /// Tile grid.
+    pub tile_grid: (usize, usize),
+    /// Time of the preprocessing.
+    pub preprocess_time: Duration,
+    /// Time of the vision encoder.
+    pub vision_time: Duration,
+}
+
+/// A page being generated: made by [`Engine::admit`], started by [`Engine::prefill`],
+/// advanced by [`Engine::step`], ended by [`Engine::finish`].
+pub struct Page<'a> {
+    seq: Sequence<'a>,
+    stream: TextStream<'a>,
+    sink: Option<TextSink<'a>>,
+    /// Generated ids already pushed into `stream`.
+    streamed: usize,
+    stream_error: Option<Error>,
+    eos: u32,
+    prompt_tokens: usize,
+    image_tokens: usize,
+    image_size: (u32, u32),
+    tile_grid: (usize, usize),
+    preprocess_time: Duration,
+    vision_time: Duration,
+}
+
+impl std::fmt::Debug for Page<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("seq", &self.seq)
+            .field("prompt_tokens", &self.prompt_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Page<'a> {
+    /// Whether generation has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.seq.is_finished()
+    }
+
+    /// Stops the page before its next step.
+    pub fn cancel(&mut self) {
+        self.seq.cancel();
+    }
+
+    /// The generation in flight (ids so far, cache, settings).
+    pub fn sequence(&self) -> &Sequence<'a> {
+        &self.seq
+    }
+
+    /// The generation in flight, mutably (teacher forcing, logit recording).
+    pub fn sequence_mut(&mut self) -> &mut Sequence<'a> {
+        &mut self.seq
+    }
+
+    /// Pushes the ids generated since the last call through the text stream into the sink;
+    /// a sink returning `false` or a stream error stops the page.
+    fn stream_new_text(&mut self) {
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
+        let ids = self.seq.generated()[self.streamed.min(self.seq.generated().len())..].to_vec();
+        for id in ids {
+            self.streamed += 1;
+            if id == self.eos {
+                continue;
+            }
+            match self.stream.push(id) {
+                Ok(Some(delta)) => {
+                    if !sink(&delta) {
+                        self.seq.cancel();
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.stream_error = Some(e);
+                    self.seq.cancel();
+                    return;
+                }
+            }
+        }
     }
 }

@@ -232,10 +232,10 @@ fn tensor_ids(t: &Tensor) -> Result<Vec<u32>> {
 /// prompt ids, every golden tensor, router choices, argmaxes and greedy ids.
 /// With `dump`, writes the engine's tensors under the golden names.
 pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option<&Path>) -> Result<Report> {
-    use crate::generate::{generate, GenerateOptions, NgramGuard, Sampling};
-    use crate::lm::merge_image_embeddings;
+    use crate::engine::RunOptions;
+    use crate::generate::{GenerateOptions, NgramGuard, Sampling};
     use crate::nn::Taps;
-    use crate::text::build_prompt;
+    use crate::text::Task;
     use crate::vision::Mode;
 
     let golden = GoldenCase::load(case_dir)?;
@@ -306,33 +306,7 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
         }
     }
 
-    // Vision.
-    let mut taps = Taps::recording();
-    let image_embeds = engine.encode_image(&pre, &mut taps)?;
-    taps.put("image_embeds", &image_embeds);
-
-    // Prompt and embeddings.
-    let cfg = engine.config();
-    let prompt = build_prompt(
-        engine.tokenizer(),
-        prompt_text,
-        pre.num_image_tokens,
-        &cfg.tokens,
-        engine.max_positions(),
-    )?;
-    report.exact("tokens.input_ids", &prompt.ids, &golden.ids(&["tokens", "input_ids"]));
-    let mask: Vec<u32> = prompt.image_mask.iter().map(|&b| b as u32).collect();
-    report.exact(
-        "tokens.images_seq_mask",
-        &mask,
-        &golden.ids(&["tokens", "images_seq_mask"]),
-    );
-    let lm = engine.language_model();
-    let ids = Tensor::new(prompt.ids.as_slice(), &engine.options().device)?;
-    let embeds = merge_image_embeddings(&lm.embed(&ids)?, &prompt.image_mask, &image_embeds)?;
-    taps.put("inputs_embeds", &embeds);
-
-    // Prefill with every position's logits, then the teacher-forced decode steps.
+    // Vision and prompt: the engine's first stage, recording the stage tensors.
     let generated = golden.ids(&["lm", "generated_ids"]);
     let steps = golden
         .tensors
@@ -340,17 +314,51 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
         .map(|t| t.dim(0))
         .transpose()?
         .unwrap_or(0);
-    let mut cache = lm.new_cache(prompt.len() + generated.len() + 1)?;
-    let _ = lm.forward(&embeds, &mut cache, &mut taps)?;
-    let mut rows = Vec::new();
-    let mut off = Taps::off();
-    for &id in generated.iter().take(steps) {
-        let e = lm.embed(&Tensor::new(&[id], &engine.options().device)?)?;
-        rows.push(lm.forward(&e, &mut cache, &mut off)?.unsqueeze(0)?);
+    let opts = RunOptions {
+        mode,
+        task: Task::Prompt(prompt_text.to_string()),
+        generate: GenerateOptions {
+            // The teacher-forced pass: the first `steps` golden ids are fed back.
+            max_new_tokens: steps + 1,
+            sampling: Sampling::Greedy,
+            ngram: NgramGuard::Off,
+            ignore_eos: true,
+        },
+    };
+    let mut taps = Taps::recording();
+    let prepared = engine.prepare(&image, &opts, &mut taps)?;
+    report.exact(
+        "tokens.input_ids",
+        &prepared.prompt.ids,
+        &golden.ids(&["tokens", "input_ids"]),
+    );
+    let mask: Vec<u32> = prepared.prompt.image_mask.iter().map(|&b| b as u32).collect();
+    report.exact(
+        "tokens.images_seq_mask",
+        &mask,
+        &golden.ids(&["tokens", "images_seq_mask"]),
+    );
+
+    // Prefill with every position's logits, then the teacher-forced decode steps, all
+    // through the staged API (the forced ids replace the sampler's choices, the prefill's
+    // included).
+    let mut page = engine.admit(prepared.clone(), None, None)?;
+    page.sequence_mut().force(&generated[..steps.min(generated.len())]);
+    page.sequence_mut().record_logits();
+    engine.prefill(&mut page, &mut taps)?;
+    while !page.is_finished() {
+        engine.step(&mut [&mut page])?;
     }
+    let rows: Vec<Tensor> = page
+        .sequence()
+        .recorded_logits()
+        .iter()
+        .map(|t| t.unsqueeze(0))
+        .collect::<candle_core::Result<_>>()?;
     if !rows.is_empty() {
         taps.put("decode_logits", &Tensor::cat(&rows, 0)?);
     }
+    drop(page);
     if let (Some(t), true) = (taps.get("moe_l1_topk_idx"), j["lm"].get("moe_l1_topk_idx").is_some()) {
         let want: Vec<u32> = j["lm"]["moe_l1_topk_idx"]
             .as_array()
@@ -377,21 +385,21 @@ pub fn run_case(engine: &crate::engine::Engine, case_dir: &Path, dump_to: Option
     check_router_ids_by_layer(&mut report, &golden, &ours)?;
     compare_all(&mut report, &golden, &ours)?;
 
-    // Greedy generation, without and with the HF n-gram guard.
+    // Greedy generation, without and with the HF n-gram guard, from the same prepared page.
     let run = |ngram: NgramGuard, n: usize| -> Result<Vec<u32>> {
-        let mut cache = lm.new_cache(prompt.len() + n + 1)?;
-        let opts = GenerateOptions {
+        let mut p = prepared.clone();
+        p.opts.generate = GenerateOptions {
             max_new_tokens: n,
             sampling: Sampling::Greedy,
             ngram,
             ignore_eos: false,
         };
-        Ok(
-            generate(lm, &embeds, &prompt.ids, &opts, &mut cache, cfg.tokens.eos, &mut |_| {
-                true
-            })?
-            .ids,
-        )
+        let mut page = engine.admit(p, None, None)?;
+        engine.prefill(&mut page, &mut Taps::off())?;
+        while !page.is_finished() {
+            engine.step(&mut [&mut page])?;
+        }
+        Ok(engine.finish(page)?.0.token_ids)
     };
     report.exact(
         "lm.generated_ids (n-gram guard off)",

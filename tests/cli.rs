@@ -307,6 +307,27 @@ fn unknown_mode_and_task() {
 }
 
 #[test]
+fn bad_batch_size() {
+    let shared = shared_or_skip!();
+    let img = case_png(&shared);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("res");
+    for bad in ["0", "lots", "2.5"] {
+        let o = dsocr(&[
+            "ocr",
+            img.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch",
+            bad,
+        ]);
+        let line = assert_clean_failure(&o, Some(&out), "batch");
+        assert!(line.contains(&format!("batch size `{bad}`")), "{line}");
+        assert!(!out.exists(), "no output folder for a request error");
+    }
+}
+
+#[test]
 fn incomplete_model_folder() {
     let shared = shared_or_skip!();
     let tmp = tempfile::tempdir().unwrap();
@@ -498,6 +519,55 @@ fn folder_input() {
     assert_eq!(names, ["a.boxes.png", "a.json", "b.boxes.png", "b.json", "batch.json"]);
     assert_eq!(
         read_json(&out.join("a.json"))["text"].as_str().unwrap(),
+        expected_text(&shared)
+    );
+}
+
+/// `--batch 2` and `--batch auto` write what `--batch 1` writes (JSON up to the timings).
+#[test]
+fn batched_folder_equals_one_page_at_a_time() {
+    let shared = shared_or_skip!();
+    let tmp = tempfile::tempdir().unwrap();
+    let inp = tmp.path().join("in");
+    std::fs::create_dir(&inp).unwrap();
+    for case in ["portrait_base", "portrait_tiny", "wide_gundam"] {
+        std::fs::copy(
+            shared.join("golden/mini").join(case).join("input.png"),
+            inp.join(format!("{case}.png")),
+        )
+        .unwrap();
+    }
+    let run = |batch: &str| {
+        let out = tmp.path().join(format!("res-{batch}"));
+        let mut args = vec![
+            "ocr".to_string(),
+            inp.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--format".into(),
+            "json".into(),
+            "--batch".into(),
+            batch.into(),
+        ];
+        args.extend(golden_args(&shared));
+        run_ok(&args);
+        out
+    };
+    let page = |out: &Path, case: &str| {
+        let mut j = read_json(&out.join(format!("{case}.json")));
+        j.as_object_mut().unwrap().remove("timings");
+        j
+    };
+    let one = run("1");
+    for batch in ["2", "auto"] {
+        let out = run(batch);
+        for case in ["portrait_base", "portrait_tiny", "wide_gundam"] {
+            assert_eq!(page(&out, case), page(&one, case), "--batch {batch}: {case}");
+        }
+        assert_eq!(read_json(&out.join("batch.json"))["pages"]["done"], 3);
+    }
+    assert_eq!(
+        read_json(&one.join("portrait_tiny.json"))["text"].as_str().unwrap(),
         expected_text(&shared)
     );
 }

@@ -45,6 +45,9 @@ pub struct Args {
     /// Measured runs after one warm-up.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Pages decoding together (continuous batching); a run then has at least this many pages.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -130,6 +133,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         pages: a.pages,
         new_tokens: a.new_tokens,
         runs: a.runs.max(1),
+        batch: a.batch.max(1),
     };
     let quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let r = bench::run(&opts, |msg| {
@@ -147,8 +151,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         r.model.parameters as f64 / 1e9
     );
     println!(
-        "settings     mode {}, {} new tokens, {} run(s), dtype {}, precision {}",
-        r.settings.mode, r.settings.new_tokens, r.settings.runs, r.settings.dtype, r.settings.precision
+        "settings     mode {}, {} new tokens, {} run(s) of {} page(s), batch {}, dtype {}, precision {}",
+        r.settings.mode,
+        r.settings.new_tokens,
+        r.settings.runs,
+        r.settings.pages,
+        r.settings.batch,
+        r.settings.dtype,
+        r.settings.precision
     );
     println!(
         "load         {:.2} s warm, {:.2} s cold (page cache dropped); warm-up page after the cold load {:.2} s",
@@ -162,6 +172,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     row("prefill", &r.prefill_s, "s");
     row("decode", &r.decode_tok_per_s, "tok/s");
     row("page", &r.page_s, "s");
+    row(
+        "aggregate",
+        &r.aggregate_decode_tok_per_s,
+        "tok/s (all pages, decode steps)",
+    );
+    row("throughput", &r.pages_per_min, "pages/min");
     println!("tokens       prompt {} (image {})", r.prompt_tokens, r.image_tokens);
     println!(
         "memory       weights ≤ {} resident ({} of it mapped in place, touched on use; {} on disk), KV cache {}, predicted peak {}, measured peak RSS {}",

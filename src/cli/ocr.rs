@@ -81,6 +81,11 @@ pub struct Args {
     /// Refuse pages whose predicted peak memory exceeds this many GB (checked before each page).
     #[arg(long, value_name = "GB")]
     pub memory_budget: Option<f64>,
+    /// Pages decoding together with --out: a number (1 = one page at a time), or `auto` (as
+    /// many Letter pages at --dpi as the memory budget allows, at most 8). The results are
+    /// those of one page at a time.
+    #[arg(long, default_value = "1", value_name = "N|auto")]
+    pub batch: String,
     /// Folder (or file) of libpdfium, for PDF input.
     #[arg(long, value_name = "DIR")]
     pub pdfium: Option<PathBuf>,
@@ -214,6 +219,7 @@ impl Ocr {
             max_tokens: args.max_tokens,
             dpi: args.dpi,
             format,
+            batch: &args.batch,
         })?;
         let device = parse_device(&args.device)?;
         let shard = match &args.shard {

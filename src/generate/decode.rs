@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::generate::ngram::banned_tokens;
 use crate::generate::options::GenerateOptions;
-use crate::generate::sampling::Sampler;
+use crate::generate::sequence::{CacheSlot, Sequence};
 use crate::lm::DeepseekV2;
 use crate::memory::KvCache;
 use crate::nn::taps::Taps;
@@ -52,7 +51,8 @@ pub fn cache_positions(prompt_len: usize, max_new_tokens: usize, limit: usize) -
 ///
 /// `cache` must be empty and have room for the prompt; generation stops when it is full.
 /// `on_token` sees every generated id (EOS included) right after it is chosen and returns
-/// `false` to stop early.
+/// `false` to stop early. This is a one-sequence run of the staged API
+/// ([`Sequence`], [`prefill`], [`step`]).
 pub fn generate(
     model: &DeepseekV2,
     inputs_embeds: &Tensor,
@@ -62,63 +62,76 @@ pub fn generate(
     eos: u32,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<Generated> {
-    let prompt_len = inputs_embeds.dim(0)?;
-    if prompt_len != prompt_ids.len() {
+    let mut seq = Sequence::with_cache(
+        inputs_embeds.clone(),
+        prompt_ids.to_vec(),
+        opts.clone(),
+        CacheSlot::Borrowed(cache),
+        eos,
+    )?
+    .with_callback(Box::new(on_token));
+    run_to_end(model, &mut seq)?;
+    Ok(seq.finish().0)
+}
+
+/// Prefills `seq` and steps it alone until it stops.
+fn run_to_end(model: &DeepseekV2, seq: &mut Sequence<'_>) -> Result<()> {
+    prefill(model, seq, &mut Taps::off())?;
+    while !seq.is_finished() {
+        step(model, &mut [&mut *seq])?;
+    }
+    Ok(())
+}
+
+/// Runs the prompt pass of `seq` (recording into `taps`) and chooses its first token.
+/// A sequence asking for no new tokens stops at once.
+pub fn prefill(model: &DeepseekV2, seq: &mut Sequence<'_>, taps: &mut Taps) -> Result<()> {
+    let Some(embeds) = seq.embeds.take() else {
         return Err(Error::request(
-            format!("{prompt_len} prompt embeddings but {} prompt ids", prompt_ids.len()),
-            "pass the ids the embeddings were built from",
+            "the sequence is already prefilled",
+            "call prefill once per sequence",
         ));
-    }
-    if !cache.is_empty() {
-        return Err(Error::request(
-            "generation needs an empty KV cache",
-            "call KvCache::reset before reusing a cache",
-        ));
-    }
-    let mut sampler = Sampler::new(&opts.sampling);
-    let mut seq: Vec<u32> = prompt_ids.to_vec();
-    let mut taps = Taps::off();
-    let t0 = Instant::now();
-    if opts.max_new_tokens == 0 {
-        return Ok(Generated {
-            ids: Vec::new(),
-            stop: StopReason::MaxNewTokens,
-            prefill_time: Duration::ZERO,
-            decode_time: Duration::ZERO,
-        });
-    }
-    let mut logits = model.forward(inputs_embeds, cache, &mut taps)?;
-    let mut prefill_time = None;
-    let stop = loop {
-        let mut row = logits.to_vec1::<f32>()?;
-        let banned = banned_tokens(&opts.ngram, &seq, prompt_len);
-        let next = sampler.pick(&mut row, &banned);
-        if prefill_time.is_none() {
-            prefill_time = Some(t0.elapsed());
-        }
-        seq.push(next);
-        let n_new = seq.len() - prompt_len;
-        if !on_token(next) {
-            break StopReason::Callback;
-        }
-        if next == eos && !opts.ignore_eos {
-            break StopReason::Eos;
-        }
-        if n_new >= opts.max_new_tokens {
-            break StopReason::MaxNewTokens;
-        }
-        if cache.remaining() == 0 {
-            break StopReason::CacheFull;
-        }
-        let ids = Tensor::new(&[next], model.device())?;
-        logits = model.forward(&model.embed(&ids)?, cache, &mut taps)?;
     };
-    let prefill_time = prefill_time.unwrap_or_default();
-    let decode_time = t0.elapsed().saturating_sub(prefill_time);
-    Ok(Generated {
-        ids: seq.split_off(prompt_len),
-        stop,
-        prefill_time,
-        decode_time,
-    })
+    if seq.opts.max_new_tokens == 0 {
+        seq.stop = Some(StopReason::MaxNewTokens);
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let logits = model.forward(&embeds, seq.cache.get(), taps)?;
+    drop(embeds);
+    seq.accept(&logits)?;
+    seq.prefill_time = t0.elapsed();
+    Ok(())
+}
+
+/// Advances every live (prefilled, unfinished) sequence of `seqs` by one token, in one
+/// batched forward pass; finished ones are skipped. Returns how many advanced.
+pub fn step(model: &DeepseekV2, seqs: &mut [&mut Sequence<'_>]) -> Result<usize> {
+    let mut live: Vec<&mut Sequence<'_>> = seqs
+        .iter_mut()
+        .map(|s| &mut **s)
+        .filter(|s| s.is_prefilled() && !s.is_finished())
+        .collect();
+    if live.is_empty() {
+        return Ok(0);
+    }
+    let t0 = Instant::now();
+    let ids: Vec<u32> = live.iter().map(|s| s.last()).collect();
+    let embeds = model.embed(&Tensor::new(ids.as_slice(), model.device())?)?;
+    let logits = {
+        let mut caches: Vec<&mut KvCache> = live.iter_mut().map(|s| s.cache.get()).collect();
+        model.forward_step(&embeds, &mut caches, &mut Taps::off())?
+    };
+    for (i, s) in live.iter_mut().enumerate() {
+        let row = logits.get(i)?;
+        if let Some(rec) = s.logits.as_mut() {
+            rec.push(row.clone());
+        }
+        s.accept(&row)?;
+    }
+    let dt = t0.elapsed();
+    for s in live.iter_mut() {
+        s.decode_time += dt;
+    }
+    Ok(live.len())
 }

@@ -1,7 +1,8 @@
 //! A batch: every page of every input into an output folder. Finished pages are skipped,
 //! a failing input or page writes `NAME.error.json` and the batch goes on, a shard runs
 //! only its pages, and the run ends with a [`BatchSummary`]. Progress goes to a
-//! [`Reporter`]; the model is any [`PageOcr`].
+//! [`Reporter`]; the model is any [`PageOcr`]. With a batch size above 1
+//! ([`JobRequest::batch`]) several pages decode together (see `batched`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,7 +15,7 @@ use super::layout::{Layout, PageTarget};
 use super::mosaic::{run_mosaic, MosaicOptions};
 use super::page_ocr::PageOcr;
 use super::pages::Document;
-use super::request::JobRequest;
+use super::request::{letter_page, BatchSize, JobRequest, AUTO_BATCH_LIMIT};
 use super::resume;
 use super::shard::Shard;
 use super::summary::{BatchSummary, InputSummary, PageSummary, Status};
@@ -22,6 +23,8 @@ use crate::engine::OcrOutput;
 use crate::error::{Error, Result};
 use crate::input::pdf::PdfLibrary;
 use crate::output::json::PageJson;
+
+mod batched;
 
 /// Receives a batch's progress (a progress bar, logs, a server's event stream).
 pub trait Reporter {
@@ -68,6 +71,15 @@ fn entry_units(e: &Entry) -> Vec<Option<usize>> {
         Ok(i) => i.units(),
         Err(_) => vec![None],
     }
+}
+
+/// How an input's run begins ([`Batch::start_entry`]).
+#[allow(clippy::large_enum_variant)] // one is alive at a time
+enum Start<'b> {
+    /// Nothing of it runs (unreadable, already done, or it cannot be opened): its summary is final.
+    Settled(InputSummary),
+    /// Its pages run from the opened document.
+    Open(&'b Input, Document<'b>, InputSummary),
 }
 
 /// The pages of a set of inputs, run into one output folder.
@@ -124,7 +136,30 @@ impl Batch<'_> {
         input.kind == InputKind::Image || resume::input_done(&self.layout, input)
     }
 
+    /// Pages decoding together: the request's [`BatchSize`], `auto` asking the model for a
+    /// Letter page at the job's dpi (1 without a model, or when the model cannot say).
+    pub fn batch_size(&self, ocr: Option<&dyn PageOcr>) -> usize {
+        match (self.request.batch, ocr) {
+            (BatchSize::Pages(n), _) => n.max(1),
+            (BatchSize::Auto, None) => 1,
+            (BatchSize::Auto, Some(ocr)) => {
+                match ocr.auto_batch(&self.request.run, letter_page(self.request.dpi), AUTO_BATCH_LIMIT) {
+                    Ok(n) => n.max(1),
+                    Err(e) => {
+                        tracing::warn!("no batch size for auto ({e}); running one page at a time");
+                        1
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs this shard's unfinished pages; `ocr` may be `None` when [`Batch::needs_model`] is false.
+    ///
+    /// With a [`batch_size`](Self::batch_size) above 1 the pages go through
+    /// [`PageOcr::ocr_batch`], several decoding together; every file, record, summary count
+    /// and reporter call is the same as one page at a time, except that pages finish (and
+    /// are reported) in the order they end.
     ///
     /// Failures of inputs and pages are recorded and counted, not returned; an error is
     /// returned only when even the error record cannot be written.
@@ -132,6 +167,7 @@ impl Batch<'_> {
         let t0 = Instant::now();
         let mut summary = BatchSummary::new(self.shard, &self.layout.format.to_string());
         let units = self.units();
+        let mut groups: Vec<(usize, Vec<Option<usize>>)> = Vec::new();
         let mut k = 0;
         while k < units.len() {
             let entry = units[k].0;
@@ -140,14 +176,27 @@ impl Batch<'_> {
                 pages.push(units[k].1);
                 k += 1;
             }
-            let item = self.run_entry(ocr, entry, &pages, reporter, &mut summary.tokens)?;
-            summary.items.push(item);
+            groups.push((entry, pages));
+        }
+        let batch = self.batch_size(ocr);
+        match ocr {
+            Some(ocr) if batch > 1 => {
+                tracing::info!(batch, "decoding up to {batch} pages together");
+                self.run_batched(ocr, batch, &groups, reporter, &mut summary)?;
+            }
+            _ => {
+                for (entry, pages) in &groups {
+                    let item = self.run_entry(ocr, *entry, pages, reporter, &mut summary.tokens)?;
+                    summary.items.push(item);
+                }
+            }
         }
         summary.recount();
         summary.seconds = t0.elapsed().as_secs_f64();
         Ok(summary)
     }
 
+    /// One input's pages, one page at a time.
     fn run_entry(
         &self,
         ocr: Option<&dyn PageOcr>,
@@ -156,6 +205,30 @@ impl Batch<'_> {
         reporter: &dyn Reporter,
         tokens: &mut usize,
     ) -> Result<InputSummary> {
+        let (input, doc, mut item) = match self.start_entry(k, pages, reporter)? {
+            Start::Settled(item) => return Ok(item),
+            Start::Open(input, doc, item) => (input, doc, item),
+        };
+        for &page in pages {
+            let target = self.layout.page_target(input, page);
+            let status = if self.page_skipped(input, page, &target, reporter) {
+                Status::Skipped
+            } else {
+                let result = self.run_page(ocr, &doc, input, page, &target, reporter);
+                self.settle_page(input, page, &target, result, reporter, tokens)?
+            };
+            reporter.page_finished();
+            item.pages.push(PageSummary {
+                page: page.map(|p| p + 1),
+                status,
+            });
+        }
+        self.end_entry(k, input, item, reporter)
+    }
+
+    /// Begins an input: an unreadable, finished or unopenable one is settled at once
+    /// (records written, its pages reported); otherwise its document is opened.
+    fn start_entry(&self, k: usize, pages: &[Option<usize>], reporter: &dyn Reporter) -> Result<Start<'_>> {
         let input = match &self.entries[k] {
             Ok(i) => i,
             Err(u) => {
@@ -163,7 +236,7 @@ impl Batch<'_> {
                 record.write(&self.layout.input_error(&u.name))?;
                 reporter.line(&failed_line(&u.path.display().to_string(), &u.error));
                 reporter.page_finished();
-                return Ok(InputSummary {
+                return Ok(Start::Settled(InputSummary {
                     source: u.path.display().to_string(),
                     name: u.name.clone(),
                     kind: "unknown".into(),
@@ -174,7 +247,7 @@ impl Batch<'_> {
                         status: Status::Failed,
                     }],
                     status: Status::Failed,
-                });
+                }));
             }
         };
         let mut item = InputSummary {
@@ -205,7 +278,7 @@ impl Batch<'_> {
                 });
             }
             item.settle();
-            return Ok(item);
+            return Ok(Start::Settled(item));
         }
         let input_error = self.layout.input_error(&input.name);
         let opened = Document::open(input, self.pdf).and_then(|d| self.layout.prepare_pages_dir(input).map(|()| d));
@@ -222,49 +295,77 @@ impl Batch<'_> {
                     });
                 }
                 item.settle();
-                return Ok(item);
+                return Ok(Start::Settled(item));
             }
         };
         if input.kind == InputKind::Pdf {
             failure::clear(&input_error);
         }
-        for &page in pages {
-            let target = self.layout.page_target(input, page);
-            let what = match page {
-                Some(p) => format!("{} page {}", input.path.display(), p + 1),
-                None => input.path.display().to_string(),
-            };
-            let status = if resume::page_done(&target) {
-                if page.is_some() {
-                    let note = resume::settings_note(&target.json(), &self.request.run);
-                    reporter.line(&format!("{what}: skipped (already done){note}"));
-                }
-                Status::Skipped
-            } else {
-                match self.run_page(ocr, &doc, input, page, &target, reporter) {
-                    Ok(record) => {
-                        failure::clear(&target.error());
-                        *tokens += record.tokens.generated;
-                        reporter.line(&done_line(&what, &record));
-                        Status::Done
-                    }
-                    Err((stage, e)) => {
-                        ErrorRecord::new(&input.path, page, stage, &e).write(&target.error())?;
-                        reporter.line(&failed_line(&what, &e));
-                        Status::Failed
-                    }
-                }
-            };
-            reporter.page_finished();
-            item.pages.push(PageSummary {
-                page: page.map(|p| p + 1),
-                status,
-            });
+        Ok(Start::Open(input, doc, item))
+    }
+
+    /// Whether a page is already finished (reported as skipped).
+    fn page_skipped(&self, input: &Input, page: Option<usize>, target: &PageTarget, reporter: &dyn Reporter) -> bool {
+        if !resume::page_done(target) {
+            return false;
         }
+        if page.is_some() {
+            let note = resume::settings_note(&target.json(), &self.request.run);
+            reporter.line(&format!("{}: skipped (already done){note}", what(input, page)));
+        }
+        true
+    }
+
+    /// Records the outcome of a page that ran: its error record cleared or written, its line.
+    fn settle_page(
+        &self,
+        input: &Input,
+        page: Option<usize>,
+        target: &PageTarget,
+        result: std::result::Result<PageJson, (Stage, Error)>,
+        reporter: &dyn Reporter,
+        tokens: &mut usize,
+    ) -> Result<Status> {
+        match result {
+            Ok(record) => {
+                failure::clear(&target.error());
+                *tokens += record.tokens.generated;
+                reporter.line(&done_line(&what(input, page), &record));
+                Ok(Status::Done)
+            }
+            Err((stage, e)) => self.page_failed(input, page, target, stage, &e, reporter),
+        }
+    }
+
+    /// Writes a failed page's error record and reports it.
+    fn page_failed(
+        &self,
+        input: &Input,
+        page: Option<usize>,
+        target: &PageTarget,
+        stage: Stage,
+        e: &Error,
+        reporter: &dyn Reporter,
+    ) -> Result<Status> {
+        ErrorRecord::new(&input.path, page, stage, e).write(&target.error())?;
+        reporter.line(&failed_line(&what(input, page), e));
+        Ok(Status::Failed)
+    }
+
+    /// Ends an input whose pages are all settled: its status and, for a PDF this run holds
+    /// whole, the combined files.
+    fn end_entry(
+        &self,
+        k: usize,
+        input: &Input,
+        mut item: InputSummary,
+        reporter: &dyn Reporter,
+    ) -> Result<InputSummary> {
         item.settle();
         // The combined files of a PDF, when this run holds all its pages and they are done.
         if input.kind == InputKind::Pdf && item.status != Status::Failed && self.owns_whole(k) {
             if let Err(e) = self.write_combined(input) {
+                let input_error = self.layout.input_error(&input.name);
                 ErrorRecord::new(&input.path, None, Stage::Write, &e).write(&input_error)?;
                 reporter.line(&failed_line(&input.path.display().to_string(), &e));
                 item.status = Status::Failed;
@@ -302,11 +403,24 @@ impl Batch<'_> {
         let out = self
             .ocr_image(ocr, input, page, &img, reporter)
             .map_err(|e| (Stage::Ocr, e))?;
-        let mut record = page_record(input, page, self.request, &out);
+        self.write_page(ocr, input, page, &img, target, &out)
+    }
+
+    /// Writes a page's files from its result, the JSON record last.
+    fn write_page(
+        &self,
+        ocr: &dyn PageOcr,
+        input: &Input,
+        page: Option<usize>,
+        img: &RgbImage,
+        target: &PageTarget,
+        out: &OcrOutput,
+    ) -> std::result::Result<PageJson, (Stage, Error)> {
+        let mut record = page_record(input, page, self.request, out);
         if let Some(p) = ocr.precision() {
             record = record.with_precision(p.name());
         }
-        target.write(&img, &record).map_err(|e| (Stage::Write, e))?;
+        target.write(img, &record).map_err(|e| (Stage::Write, e))?;
         Ok(record)
     }
 
@@ -318,10 +432,7 @@ impl Batch<'_> {
         img: &RgbImage,
         reporter: &dyn Reporter,
     ) -> Result<OcrOutput> {
-        let label = match page {
-            Some(p) => format!("{} p{}", input.name, p + 1),
-            None => input.name.clone(),
-        };
+        let label = label(input, page);
         reporter.working(&label, 0);
         let t0 = Instant::now();
         let out = match &self.mosaic {
@@ -352,6 +463,22 @@ pub fn page_record(input: &Input, page: Option<usize>, request: &JobRequest, out
         &request.run.task.to_string(),
         out,
     )
+}
+
+/// A page as the reporter's lines name it: `FILE` or `FILE page N`.
+fn what(input: &Input, page: Option<usize>) -> String {
+    match page {
+        Some(p) => format!("{} page {}", input.path.display(), p + 1),
+        None => input.path.display().to_string(),
+    }
+}
+
+/// A page as [`Reporter::working`] names it: `NAME` or `NAME pN`.
+fn label(input: &Input, page: Option<usize>) -> String {
+    match page {
+        Some(p) => format!("{} p{}", input.name, p + 1),
+        None => input.name.clone(),
+    }
 }
 
 fn done_line(what: &str, r: &PageJson) -> String {

@@ -11,7 +11,8 @@
 //! - [`resume`]: which pages are already finished.
 //! - [`batch`]: the loop over inputs and pages for an output folder ([`Batch`]), with
 //!   progress through a [`Reporter`] and the model behind [`PageOcr`] (implemented by
-//!   [`Engine`](crate::Engine), scriptable in tests). Failures become
+//!   [`Engine`](crate::Engine), scriptable in tests); with a batch size above 1
+//!   ([`BatchSize`]) pages decode together through [`PageOcr::ocr_batch`]. Failures become
 //!   [`failure::ErrorRecord`]s (`NAME.error.json`) and the batch goes on; the run ends
 //!   with a [`summary::BatchSummary`] (`batch.json`).
 //! - [`shard`]: `K/N` of the job's pages for array jobs; [`merge`] assembles the shards.
@@ -60,8 +61,8 @@ pub use failure::{ErrorRecord, Stage};
 pub use inputs::{Input, InputKind, PdfLoader};
 pub use layout::{Layout, PageTarget};
 pub use mosaic::MosaicOptions;
-pub use page_ocr::PageOcr;
+pub use page_ocr::{BatchPage, PageOcr};
 pub use pages::Document;
-pub use request::{Format, JobRequest, RawRequest};
+pub use request::{BatchSize, Format, JobRequest, RawRequest};
 pub use shard::Shard;
 pub use summary::{BatchSummary, Counts, Status};

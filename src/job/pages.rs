@@ -10,6 +10,7 @@ use crate::input::image::{load_image, LoadOptions};
 use crate::input::pdf::{PdfFile, PdfLibrary};
 
 /// An opened input.
+#[allow(clippy::large_enum_variant)] // one is alive at a time
 pub enum Document<'a> {
     Image(&'a Input),
     Pdf(&'a Input, Box<PdfFile<'a>>),

@@ -1,6 +1,6 @@
 //! Validation of a job's settings as text (command-line flags or HTTP form fields):
-//! mode, task, page ranges, max tokens, dpi and output format, all checked before any
-//! file is opened or the model is loaded.
+//! mode, task, page ranges, max tokens, dpi, output format and batch size, all checked
+//! before any file is opened or the model is loaded.
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,6 +58,8 @@ pub struct RawRequest<'a> {
     pub max_tokens: Option<usize>,
     pub dpi: f32,
     pub format: Format,
+    /// Pages decoding together: a number ≥ 1 or `auto` (see [`BatchSize`]).
+    pub batch: &'a str,
 }
 
 impl Default for RawRequest<'_> {
@@ -69,8 +71,43 @@ impl Default for RawRequest<'_> {
             max_tokens: None,
             dpi: DEFAULT_DPI,
             format: Format::Md,
+            batch: "1",
         }
     }
+}
+
+/// The most pages `auto` lets decode together.
+pub const AUTO_BATCH_LIMIT: usize = 8;
+
+/// How many pages of a batch decode together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    /// This many (1: one page at a time).
+    Pages(usize),
+    /// As many Letter pages at the job's dpi as the memory budget allows, at most
+    /// [`AUTO_BATCH_LIMIT`] (the model decides, see [`PageOcr::auto_batch`](super::PageOcr::auto_batch)).
+    Auto,
+}
+
+impl Default for BatchSize {
+    fn default() -> Self {
+        BatchSize::Pages(1)
+    }
+}
+
+impl fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchSize::Pages(n) => write!(f, "{n}"),
+            BatchSize::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// The size in pixels of a US Letter page (8.5 × 11 in) rendered at `dpi`: the page
+/// `auto` sizes the batch for.
+pub fn letter_page(dpi: f32) -> (u32, u32) {
+    ((8.5 * dpi).round() as u32, (11.0 * dpi).round() as u32)
 }
 
 /// Validated settings of a job.
@@ -83,6 +120,8 @@ pub struct JobRequest {
     /// PDF rendering resolution.
     pub dpi: f32,
     pub format: Format,
+    /// Pages decoding together in a [`Batch`](super::Batch).
+    pub batch: BatchSize,
 }
 
 impl JobRequest {
@@ -92,6 +131,7 @@ impl JobRequest {
         let task = parse_task(raw.task)?;
         let pages = parse_pages(raw.pages)?;
         check_dpi(raw.dpi)?;
+        let batch = parse_batch(raw.batch)?;
         let mut generate = GenerateOptions::default();
         if let Some(n) = parse_max_tokens(raw.max_tokens)? {
             generate.max_new_tokens = n;
@@ -101,6 +141,7 @@ impl JobRequest {
             pages,
             dpi: raw.dpi,
             format: raw.format,
+            batch,
         })
     }
 }
@@ -149,6 +190,21 @@ pub fn parse_max_tokens(n: Option<usize>) -> Result<Option<usize>> {
             "omit it for the default 8192",
         )),
         other => Ok(other),
+    }
+}
+
+/// A batch size: a whole number ≥ 1, or `auto`.
+pub fn parse_batch(s: &str) -> Result<BatchSize> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(BatchSize::Auto);
+    }
+    match t.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(BatchSize::Pages(n)),
+        _ => Err(Error::request(
+            format!("batch size `{s}` is not a whole number ≥ 1 or `auto`"),
+            "e.g. 4 pages decoding together, 1 for one page at a time, or auto",
+        )),
     }
 }
 
@@ -207,11 +263,45 @@ mod tests {
                 dpi: f32::NAN,
                 ..Default::default()
             },
+            RawRequest {
+                batch: "0",
+                ..Default::default()
+            },
+            RawRequest {
+                batch: "many",
+                ..Default::default()
+            },
+            RawRequest {
+                batch: "-2",
+                ..Default::default()
+            },
         ] {
             let e = JobRequest::parse(&raw).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Request, "{raw:?}: {e}");
             assert!(!e.hint().is_empty());
         }
+    }
+
+    #[test]
+    fn batch_sizes_parse() {
+        let batch = |s| {
+            JobRequest::parse(&RawRequest {
+                batch: s,
+                ..Default::default()
+            })
+            .map(|r| r.batch)
+        };
+        assert_eq!(
+            JobRequest::parse(&RawRequest::default()).unwrap().batch,
+            BatchSize::Pages(1)
+        );
+        assert_eq!(batch("3").unwrap(), BatchSize::Pages(3));
+        assert_eq!(batch(" 1 ").unwrap(), BatchSize::Pages(1));
+        assert_eq!(batch("auto").unwrap(), BatchSize::Auto);
+        assert_eq!(batch("AUTO").unwrap(), BatchSize::Auto);
+        let e = batch("0").unwrap_err();
+        assert!(e.to_string().contains("batch size `0`"), "{e}");
+        assert_eq!(letter_page(144.0), (1224, 1584));
     }
 
     #[test]

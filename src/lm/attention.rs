@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::lm::host::{is_host_f32, with_f32};
 use crate::lm::rope::{apply_tables, RopeTables};
+use crate::lm::rows::linear_rows;
 use crate::memory::KvCache;
 use crate::model::config::LmConfig;
 use crate::nn::kernels::{self, AttnBias, AttnShape};
@@ -69,17 +70,68 @@ impl Attention {
     /// tables of those positions. Writes this layer's K/V rows into `cache` (the caller
     /// advances the cache after the last layer).
     pub fn forward(&self, x: &Tensor, rope: &RopeTables, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
-        if is_host_f32(x) && cache.is_host() {
-            return self.forward_host(x, rope, cache, layer);
+        let q = self.q_proj.forward(x)?;
+        let k = self.k_proj.forward(x)?;
+        let v = self.v_proj.forward(x)?;
+        let out = self.core(&q, &k, &v, rope, cache, layer)?;
+        self.o_proj.forward(&out)
+    }
+
+    /// One decode step of several sequences: row `b` of `x` `(B, D)` is the next token of
+    /// the sequence whose cache is `caches[b]`, at position `caches[b].len()`, rotated with
+    /// `ropes[b]`. The projections take all `B` rows at once (a packed weight is read once;
+    /// see [`linear_rows`]); each row attends over its own cache, exactly as a
+    /// single-sequence step does.
+    pub fn forward_step(
+        &self,
+        x: &Tensor,
+        ropes: &[RopeTables],
+        caches: &mut [&mut KvCache],
+        layer: usize,
+    ) -> Result<Tensor> {
+        let (b, _) = x.dims2()?;
+        if b != caches.len() || b != ropes.len() {
+            candle_core::bail!("{b} rows for {} caches and {} rope tables", caches.len(), ropes.len())
         }
-        let (len, _) = x.dims2()?;
+        let q = linear_rows(&self.q_proj, x)?;
+        let k = linear_rows(&self.k_proj, x)?;
+        let v = linear_rows(&self.v_proj, x)?;
+        let out = if b == 1 {
+            self.core(&q, &k, &v, &ropes[0], caches[0], layer)?
+        } else {
+            let mut rows = Vec::with_capacity(b);
+            for (i, cache) in caches.iter_mut().enumerate() {
+                let row = |t: &Tensor| t.narrow(0, i, 1);
+                rows.push(self.core(&row(&q)?, &row(&k)?, &row(&v)?, &ropes[i], cache, layer)?);
+            }
+            Tensor::cat(&rows, 0)?
+        };
+        linear_rows(&self.o_proj, &out)
+    }
+
+    /// Attention of projected rows `q` `(L, H·d)`, `k`, `v` `(L, KV·d)` at positions
+    /// `cache.len() ..`: RoPE, K/V into `cache`, causal attention; returns `(L, H·d)`
+    /// (before `o_proj`).
+    fn core(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        rope: &RopeTables,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        if is_host_f32(q) && cache.is_host() {
+            return self.core_host(q, k, v, rope, cache, layer);
+        }
+        let (len, _) = q.dims2()?;
         let start = cache.len();
-        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+        let heads = |t: &Tensor, n: usize| -> Result<Tensor> {
             t.reshape((1, len, n, self.head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
-        let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
-        let v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let q = heads(q, self.num_heads)?;
+        let k = heads(k, self.num_kv_heads)?;
+        let v = heads(v, self.num_kv_heads)?;
         let q = apply_tables(&q, &rope.cos, &rope.sin)?;
         let k = apply_tables(&k, &rope.cos, &rope.sin)?;
         let (k_all, v_all) = cache.write(layer, &k, &v)?;
@@ -89,23 +141,27 @@ impl Attention {
         let total = start + len;
         let chunk = (self.score_elems_per_chunk / (self.num_heads * total)).max(1);
         let out = attend(&q, &k_all, &v_all, start, chunk)?;
-        let out = out.transpose(1, 2)?.reshape((len, self.num_heads * self.head_dim))?;
-        self.o_proj.forward(&out)
+        out.transpose(1, 2)?.reshape((len, self.num_heads * self.head_dim))
     }
 
-    /// The CPU path: f32 `x`, host cache, blockwise kernel (the kernel never materialises
+    /// The CPU path: f32 rows, host cache, blockwise kernel (the kernel never materialises
     /// the score matrix, so no query chunking is needed).
-    fn forward_host(&self, x: &Tensor, rope: &RopeTables, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
-        let (len, _) = x.dims2()?;
+    fn core_host(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        rope: &RopeTables,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let (len, _) = q.dims2()?;
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let start = cache.len();
         let total = start + len;
-        let q = self.q_proj.forward(x)?;
-        let k = self.k_proj.forward(x)?;
-        let v = self.v_proj.forward(x)?;
         // Queries as (heads, L, d), rotated on the way.
         let mut q_heads = vec![0f32; h * len * hd];
-        with_f32(&q, |qs| {
+        with_f32(q, |qs| {
             for l in 0..len {
                 for head in 0..h {
                     let src = &qs[(l * h + head) * hd..][..hd];
@@ -121,7 +177,7 @@ impl Attention {
             candle_core::bail!("KV cache overflow: {start} + {len} > {max_len}")
         }
         // This step's keys (rotated) and values go to positions start.. of each head.
-        with_f32(&k, |ks| {
+        with_f32(k, |ks| {
             for l in 0..len {
                 for g in 0..kvh {
                     let src = &ks[(l * kvh + g) * hd..][..hd];
@@ -129,7 +185,7 @@ impl Attention {
                 }
             }
         })?;
-        with_f32(&v, |vs| {
+        with_f32(v, |vs| {
             for l in 0..len {
                 for g in 0..kvh {
                     let at = (g * max_len + start + l) * hd;
@@ -165,8 +221,7 @@ impl Attention {
                 merged[(l * h + head) * hd..][..hd].copy_from_slice(&out[(head * len + l) * hd..][..hd]);
             }
         }
-        self.o_proj
-            .forward(&Tensor::from_vec(merged, (len, h * hd), x.device())?)
+        Tensor::from_vec(merged, (len, h * hd), q.device())
     }
 }
 

@@ -85,6 +85,30 @@ impl DecoderLayer {
     }
 }
 
+impl DecoderLayer {
+    /// One decode step of several sequences: row `b` of `x` `(B, D)` is the next token of
+    /// the sequence cached in `caches[b]` (see [`Attention::forward_step`]). The norms and
+    /// the feed-forward half are row-wise, so they run once on all `B` rows (dense weights
+    /// on the CPU row by row, see [`crate::lm::rows`]).
+    pub fn forward_step(
+        &self,
+        x: &Tensor,
+        ropes: &[RopeTables],
+        caches: &mut [&mut KvCache],
+        taps: &mut Taps,
+    ) -> Result<Tensor> {
+        let h = (x + self
+            .self_attn
+            .forward_step(&self.input_layernorm.forward(x)?, ropes, caches, self.index)?)?;
+        let n = self.post_attention_layernorm.forward(&h)?;
+        let f = match &self.ffn {
+            Ffn::Dense(mlp) => mlp.forward_step(&n)?,
+            Ffn::Moe(moe) => moe.forward_step(&n, self.index, taps)?,
+        };
+        h + f
+    }
+}
+
 /// The language model of DeepSeek-OCR.
 #[derive(Debug, Clone)]
 pub struct DeepseekV2 {
@@ -248,6 +272,59 @@ impl DeepseekV2 {
         let hidden = self.norm.forward(&x)?;
         taps.put("final_hidden", &hidden);
         Ok(hidden)
+    }
+
+    /// One decode step of `B` sequences at once: row `b` of `inputs_embeds` `(B, D)` is the
+    /// next token of the sequence cached in `caches[b]` (caches may hold different lengths).
+    /// Returns the f32 logits `(B, vocab)` and advances every cache by one.
+    ///
+    /// Every linear layer runs once on the `B` rows, the MoE runs each chosen expert once on
+    /// the rows routed to it, and each row attends over its own cache. With `B = 1` this is
+    /// the same computation as [`forward`](Self::forward) on one token, and on the CPU each
+    /// row's logits are bit for bit those of a step of its sequence alone (dense weights
+    /// take the rows one at a time, see [`crate::lm::rows`]).
+    pub fn forward_step(
+        &self,
+        inputs_embeds: &Tensor,
+        caches: &mut [&mut KvCache],
+        taps: &mut Taps,
+    ) -> crate::Result<Tensor> {
+        let (b, dim) = inputs_embeds.dims2()?;
+        if b == 0 || b != caches.len() || dim != self.cfg.hidden_size {
+            return Err(crate::Error::request(
+                format!(
+                    "decode step input has shape ({b}, {dim}) for {} caches; expected ({}, {})",
+                    caches.len(),
+                    caches.len(),
+                    self.cfg.hidden_size
+                ),
+                "pass one embedding row per sequence",
+            ));
+        }
+        let mut ropes = Vec::with_capacity(b);
+        for cache in caches.iter() {
+            cache.ensure_room(1)?;
+            if cache.num_layers() != self.layers.len() {
+                return Err(crate::Error::request(
+                    format!(
+                        "the KV cache has {} layers, the model {}",
+                        cache.num_layers(),
+                        self.layers.len()
+                    ),
+                    "create the cache with DeepseekV2::new_cache",
+                ));
+            }
+            ropes.push(self.rope.position_tables(cache.len(), 1)?);
+        }
+        let mut x = inputs_embeds.to_device(&self.device)?.to_dtype(self.dtype)?;
+        for layer in &self.layers {
+            x = layer.forward_step(&x, &ropes, caches, taps)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.advance(1)?;
+        }
+        let hidden = self.norm.forward(&x)?;
+        Ok(crate::lm::rows::linear_rows(&self.lm_head, &hidden)?.to_dtype(DType::F32)?)
     }
 
     /// lm_head over all rows, in chunks, as f32 `(L, vocab)`.

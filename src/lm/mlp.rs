@@ -5,6 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::lm::rows::linear_rows;
 use crate::nn::precision::Precision;
 use crate::nn::Linear;
 
@@ -24,6 +25,16 @@ impl Mlp {
             up_proj: Linear::load_with(vb.pp("up_proj"), hidden, intermediate, false, precision)?,
             down_proj: Linear::load_with(vb.pp("down_proj"), intermediate, hidden, false, precision)?,
         })
+    }
+}
+
+impl Mlp {
+    /// [`forward`](Module::forward) for the rows of a decode step, each row computed as it
+    /// is alone (see [`linear_rows`]).
+    pub fn forward_step(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = linear_rows(&self.gate_proj, x)?.silu()?;
+        let up = linear_rows(&self.up_proj, x)?;
+        linear_rows(&self.down_proj, &(gate * up)?)
     }
 }
 

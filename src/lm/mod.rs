@@ -17,6 +17,7 @@ pub mod options;
 pub mod rms_norm;
 pub mod rope;
 pub mod router;
+pub mod rows;
 
 pub use decoder::{DecoderLayer, DeepseekV2};
 pub use embed::{merge_image_embeddings, prompt_embeddings};

@@ -63,8 +63,22 @@ impl Moe {
 
     /// `x` `(L, D)` → `(L, D)`. Records `moe_l{layer}_topk_weight` / `_topk_idx` in `taps`.
     pub fn forward(&self, x: &Tensor, layer: usize, taps: &mut Taps) -> Result<Tensor> {
+        self.forward_with(x, layer, taps, false)
+    }
+
+    /// [`forward`](Self::forward) for the rows of a decode step, each row (router and
+    /// experts) computed as it is alone (see [`crate::lm::rows`]).
+    pub fn forward_step(&self, x: &Tensor, layer: usize, taps: &mut Taps) -> Result<Tensor> {
+        self.forward_with(x, layer, taps, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, layer: usize, taps: &mut Taps, step: bool) -> Result<Tensor> {
         let (len, _) = x.dims2()?;
-        let routing = self.router.route(x)?;
+        let routing = if step {
+            self.router.route_step(x)?
+        } else {
+            self.router.route(x)?
+        };
         if taps.enabled() {
             let k = routing.top_k;
             taps.put(
@@ -77,12 +91,12 @@ impl Moe {
             );
         }
         let routed = if is_host_f32(x) {
-            self.routed_host(x, &routing)?
+            self.routed_host(x, &routing, step)?
         } else {
-            self.routed(x, &routing)?
+            self.routed(x, &routing, step)?
         };
         match &self.shared {
-            Some(shared) => routed + shared.forward(x)?,
+            Some(shared) => routed + run(shared, x, step)?,
             None => Ok(routed),
         }
     }
@@ -95,7 +109,7 @@ impl Moe {
     }
 
     /// Routed part with candle ops (any device and dtype).
-    fn routed(&self, x: &Tensor, routing: &Routing) -> Result<Tensor> {
+    fn routed(&self, x: &Tensor, routing: &Routing, step: bool) -> Result<Tensor> {
         let (len, dim) = x.dims2()?;
         // Weighted expert outputs in f32, stacked expert by expert, then summed into their
         // token rows with a single scatter-add.
@@ -109,7 +123,7 @@ impl Moe {
             let n = rows.len();
             let index = Tensor::from_vec(rows.clone(), n, x.device())?;
             let w = Tensor::from_vec(weights, (n, 1), x.device())?;
-            let out = mlp.forward(&x.index_select(&index, 0)?)?.to_dtype(DType::F32)?;
+            let out = run(mlp, &x.index_select(&index, 0)?, step)?.to_dtype(DType::F32)?;
             outs.push(out.broadcast_mul(&w)?);
             all_rows.extend(rows);
         }
@@ -124,7 +138,7 @@ impl Moe {
 
     /// Routed part for f32 `x` on the CPU: host gather and weighted scatter-add around the
     /// expert calls, in expert order as [`routed`](Self::routed) does.
-    fn routed_host(&self, x: &Tensor, routing: &Routing) -> Result<Tensor> {
+    fn routed_host(&self, x: &Tensor, routing: &Routing, step: bool) -> Result<Tensor> {
         let (len, dim) = x.dims2()?;
         let mut acc = vec![0f32; len * dim];
         for (expert, (rows, weights)) in group_by_expert(routing, self.experts.len()).into_iter().enumerate() {
@@ -144,7 +158,7 @@ impl Moe {
                 })?;
                 Tensor::from_vec(gathered, (rows.len(), dim), x.device())?
             };
-            let out = mlp.forward(&input)?;
+            let out = run(mlp, &input, step)?;
             with_f32(&out, |ys| {
                 for (i, (&r, &w)) in rows.iter().zip(&weights).enumerate() {
                     let dst = &mut acc[r as usize * dim..][..dim];
@@ -155,6 +169,15 @@ impl Moe {
             })?;
         }
         Tensor::from_vec(acc, (len, dim), x.device())
+    }
+}
+
+/// An MLP on `x`; on the rows of a decode step (`step`) each row as it is computed alone.
+fn run(mlp: &Mlp, x: &Tensor, step: bool) -> Result<Tensor> {
+    if step {
+        mlp.forward_step(x)
+    } else {
+        mlp.forward(x)
     }
 }
 

@@ -8,6 +8,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::lm::rows::linear_rows;
 use crate::model::config::LmConfig;
 use crate::nn::Linear;
 
@@ -51,7 +52,18 @@ impl Router {
 
     /// Routes `x` `(L, D)`.
     pub fn route(&self, x: &Tensor) -> Result<Routing> {
-        let logits = self.gate.forward(x)?.to_dtype(DType::F32)?;
+        self.choose(&self.gate.forward(x)?)
+    }
+
+    /// Routes the rows of a decode step, each row's scores computed as they are alone
+    /// (see [`linear_rows`]).
+    pub fn route_step(&self, x: &Tensor) -> Result<Routing> {
+        self.choose(&linear_rows(&self.gate, x)?)
+    }
+
+    /// The top-k experts and weights of each row of the gate logits.
+    fn choose(&self, logits: &Tensor) -> Result<Routing> {
+        let logits = logits.to_dtype(DType::F32)?;
         let scores = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
         let k = self.top_k;
         let mut ids = Vec::with_capacity(scores.len() * k);

@@ -111,5 +111,13 @@ pub fn lm_activation_bytes(cfg: &ModelConfig, len: usize, dtype_size: usize) -> 
     ((dense.max(moe).max(attn) + logits) * dtype_size) as u64
 }
 
+/// Memory the system reports available (`MemAvailable` of `/proc/meminfo`), where known.
+pub fn available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Fixed overhead: runtime, thread stacks, tokenizer, allocator slack.
 pub const OVERHEAD_BYTES: u64 = 256 << 20;
