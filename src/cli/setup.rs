@@ -103,12 +103,16 @@ fn pdfium(args: PdfiumArgs, quiet: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if offline() {
-        bail!(
-            "cannot download libpdfium: HF_HUB_OFFLINE is set; hint: rerun with network access, \
-             or copy {} into {} by hand",
-            lib_name(),
-            dir.display()
-        );
+        // A request the environment forbids: exit code 2, with the message and hint apart.
+        return Err(crate::error::Error::request(
+            "cannot download libpdfium: HF_HUB_OFFLINE is set",
+            format!(
+                "rerun with network access, or copy {} into {} by hand",
+                lib_name(),
+                dir.display()
+            ),
+        )
+        .into());
     }
     let url = std::env::var("DSOCR_PYPI_JSON_URL").unwrap_or_else(|_| INDEX_JSON_URL.to_string());
     let no_network = |e: ureq::Error| {
