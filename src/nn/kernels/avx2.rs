@@ -13,6 +13,7 @@
 
 use core::arch::x86_64::*;
 
+use super::dot::Dot;
 use super::gemm::{drive, Dst, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
@@ -153,4 +154,187 @@ unsafe fn micro_i8<const MR: usize>(a: *const i8, kp: usize, b: *const i8, row: 
         _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, acc_r[1]);
         dst.store16(row + r, panel * PANEL, &t);
     }
+}
+
+// Row-dot micro-kernels of the in-place GEMMs (see `dot.rs`): the weight rows are read
+// straight from the row-major checkpoint layout. AVX2 has no byte / 16-bit masked loads, so
+// the K tail of each row is copied into a zeroed register-sized buffer. 2 activation rows ×
+// 4 weight rows (8 ymm accumulators, leaving registers for the operands).
+
+/// Loads the `len < N` first elements at `p` into a zeroed `N`-element buffer.
+///
+/// # Safety
+/// `p` must hold `len` readable elements.
+#[inline(always)]
+pub(crate) unsafe fn tail<T: Copy + Default, const N: usize>(p: *const T, len: usize) -> [T; N] {
+    let mut t = [T::default(); N];
+    std::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), len.min(N));
+    t
+}
+
+/// BF16 row dots on AVX2 + FMA: the weight widened to f32 in registers (`bits << 16`), f32
+/// activation, 8 values per step.
+pub(crate) struct Bf16Dot;
+
+impl Dot for Bf16Dot {
+    type A = f32;
+    type W = u16;
+    type S = f32;
+    const MR: usize = 2;
+    const NR: usize = 4;
+
+    #[inline(always)]
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+        dot_bf16::<MR, NR>(a, b, k)
+    }
+}
+
+/// `MR × NR` dot products of f32 activation rows and bf16 weight rows.
+///
+/// # Safety
+/// AVX2 and FMA; `a` holds `MR·k` readable f32 and `b` `NR·k` readable u16.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dot_bf16<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn step<const MR: usize, const NR: usize>(
+        acc: &mut [[__m256; NR]; MR],
+        a: [*const f32; MR],
+        b: [*const u16; NR],
+    ) {
+        let mut bv = [_mm256_setzero_ps(); NR];
+        for (v, p) in bv.iter_mut().zip(b) {
+            let h = _mm_loadu_si128(p as *const __m128i);
+            *v = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)));
+        }
+        for (acc_r, p) in acc.iter_mut().zip(a) {
+            let av = _mm256_loadu_ps(p);
+            for j in 0..NR {
+                acc_r[j] = _mm256_fmadd_ps(av, bv[j], acc_r[j]);
+            }
+        }
+    }
+    let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+    let full = k / 8 * 8;
+    let mut kk = 0;
+    while kk < full {
+        step(
+            &mut acc,
+            std::array::from_fn(|r| a.add(r * k + kk)),
+            std::array::from_fn(|j| b.add(j * k + kk)),
+        );
+        kk += 8;
+    }
+    if full < k {
+        let ta: [[f32; 8]; MR] = std::array::from_fn(|r| tail(a.add(r * k + full), k - full));
+        let tb: [[u16; 8]; NR] = std::array::from_fn(|j| tail(b.add(j * k + full), k - full));
+        step(
+            &mut acc,
+            std::array::from_fn(|r| ta[r].as_ptr()),
+            std::array::from_fn(|j| tb[j].as_ptr()),
+        );
+    }
+    let mut s = [[0f32; NR]; MR];
+    for (sr, acc_r) in s.iter_mut().zip(&acc) {
+        for (v, a) in sr.iter_mut().zip(acc_r) {
+            *v = hsum_ps(*a);
+        }
+    }
+    s
+}
+
+/// The sum of the 8 lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The sum of the 8 i32 lanes (wrapping, as the lanes themselves).
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// INT8 row dots with `vpmaddubsw` and the sign trick, on the *signed* activation (no offset):
+/// `|w| · (q · sign w)` (`|w| ≤ 128` unsigned, `|q| ≤ 127`, so a pair stays below 2¹⁵), then
+/// `vpmaddwd` with ones into i32. Exact sums, 32 values per step.
+pub(crate) struct Int8Dot;
+
+impl Dot for Int8Dot {
+    type A = i8;
+    type W = i8;
+    type S = i32;
+    const MR: usize = 2;
+    const NR: usize = 4;
+
+    #[inline(always)]
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const i8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+        dot_i8::<MR, NR>(a, b, k)
+    }
+}
+
+/// `MR × NR` exact sums `Σ_k a[r,k]·b[j,k]` of int8 rows (activation in -127..=127).
+///
+/// # Safety
+/// AVX2; `a` holds `MR·k` and `b` `NR·k` readable bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dot_i8<const MR: usize, const NR: usize>(a: *const i8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn step<const MR: usize, const NR: usize>(
+        acc: &mut [[__m256i; NR]; MR],
+        a: [*const i8; MR],
+        b: [*const i8; NR],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let mut av = [_mm256_setzero_si256(); MR];
+        for (v, p) in av.iter_mut().zip(a) {
+            *v = _mm256_loadu_si256(p as *const __m256i);
+        }
+        for (j, p) in b.iter().enumerate() {
+            let w = _mm256_loadu_si256(*p as *const __m256i);
+            let u = _mm256_abs_epi8(w);
+            for (acc_r, x) in acc.iter_mut().zip(&av) {
+                let p16 = _mm256_maddubs_epi16(u, _mm256_sign_epi8(*x, w));
+                acc_r[j] = _mm256_add_epi32(acc_r[j], _mm256_madd_epi16(p16, ones));
+            }
+        }
+    }
+    let mut acc = [[_mm256_setzero_si256(); NR]; MR];
+    let full = k / 32 * 32;
+    let mut kk = 0;
+    while kk < full {
+        step(
+            &mut acc,
+            std::array::from_fn(|r| a.add(r * k + kk)),
+            std::array::from_fn(|j| b.add(j * k + kk)),
+        );
+        kk += 32;
+    }
+    if full < k {
+        let ta: [[i8; 32]; MR] = std::array::from_fn(|r| tail(a.add(r * k + full), k - full));
+        let tb: [[i8; 32]; NR] = std::array::from_fn(|j| tail(b.add(j * k + full), k - full));
+        step(
+            &mut acc,
+            std::array::from_fn(|r| ta[r].as_ptr()),
+            std::array::from_fn(|j| tb[j].as_ptr()),
+        );
+    }
+    let mut s = [[0i32; NR]; MR];
+    for (sr, acc_r) in s.iter_mut().zip(&acc) {
+        for (v, a) in sr.iter_mut().zip(acc_r) {
+            *v = hsum_epi32(*a);
+        }
+    }
+    s
 }

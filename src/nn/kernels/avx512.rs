@@ -11,6 +11,7 @@
 use core::arch::x86_64::*;
 use core::mem::transmute;
 
+use super::dot::Dot;
 use super::gemm::{drive, Dst, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
@@ -277,4 +278,169 @@ unsafe fn micro_i8<const MR: usize, const NR: usize>(
             dst.store16(row + r, (panel + j) * PANEL, &t);
         }
     }
+}
+
+// Row-dot micro-kernels of the in-place GEMMs (see `dot.rs`): the weight rows are read
+// straight from the row-major checkpoint layout, K tails with masked loads.
+
+/// BF16 row dots with `vdpbf16ps`; activation as bf16 bits.
+pub(crate) struct Bf16Dot;
+
+impl Dot for Bf16Dot {
+    type A = u16;
+    type W = u16;
+    type S = f32;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    #[inline(always)]
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const u16, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+        dot_bf16::<MR, NR>(a, b, k)
+    }
+}
+
+/// `MR × NR` dot products of bf16 rows, 32 values per `vdpbf16ps`, a masked load for the tail.
+///
+/// # Safety
+/// AVX512F/BW and AVX512-BF16; `a` holds `MR·k` and `b` `NR·k` readable u16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[inline]
+unsafe fn dot_bf16<const MR: usize, const NR: usize>(a: *const u16, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let full = k / 32 * 32;
+    let mut kk = 0;
+    while kk < full {
+        let mut bv = [_mm512_setzero_si512(); NR];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = _mm512_loadu_si512(b.add(j * k + kk) as *const __m512i);
+        }
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av: __m512bh = transmute(_mm512_loadu_si512(a.add(r * k + kk) as *const __m512i));
+            for j in 0..NR {
+                acc_r[j] = _mm512_dpbf16_ps(acc_r[j], av, transmute::<__m512i, __m512bh>(bv[j]));
+            }
+        }
+        kk += 32;
+    }
+    if full < k {
+        let mask: __mmask32 = (1u32 << (k - full)) - 1;
+        let mut bv = [_mm512_setzero_si512(); NR];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = _mm512_maskz_loadu_epi16(mask, b.add(j * k + full) as *const i16);
+        }
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av: __m512bh = transmute(_mm512_maskz_loadu_epi16(mask, a.add(r * k + full) as *const i16));
+            for j in 0..NR {
+                acc_r[j] = _mm512_dpbf16_ps(acc_r[j], av, transmute::<__m512i, __m512bh>(bv[j]));
+            }
+        }
+    }
+    reduce_ps(&acc)
+}
+
+/// BF16 row dots on AVX-512F without bf16 instructions: the weight widened to f32 in
+/// registers (`bits << 16`), f32 activation, `vfmadd` over 16 values per step.
+pub(crate) struct Bf16WideDot;
+
+impl Dot for Bf16WideDot {
+    type A = f32;
+    type W = u16;
+    type S = f32;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    #[inline(always)]
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+        dot_bf16_wide::<MR, NR>(a, b, k)
+    }
+}
+
+/// `MR × NR` dot products of f32 activation rows and bf16 weight rows; masked tail.
+///
+/// # Safety
+/// AVX512F/BW/VL and FMA; `a` holds `MR·k` readable f32 and `b` `NR·k` readable u16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+#[inline]
+unsafe fn dot_bf16_wide<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let mut kk = 0;
+    while kk < k {
+        let left = k - kk;
+        let mask: __mmask16 = if left >= 16 { !0 } else { (1u16 << left) - 1 };
+        let mut bv = [_mm512_setzero_ps(); NR];
+        for (j, v) in bv.iter_mut().enumerate() {
+            let h = _mm256_maskz_loadu_epi16(mask, b.add(j * k + kk) as *const i16);
+            *v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
+        }
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = _mm512_maskz_loadu_ps(mask, a.add(r * k + kk));
+            for j in 0..NR {
+                acc_r[j] = _mm512_fmadd_ps(av, bv[j], acc_r[j]);
+            }
+        }
+        kk += 16;
+    }
+    reduce_ps(&acc)
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn reduce_ps<const MR: usize, const NR: usize>(acc: &[[__m512; NR]; MR]) -> [[f32; NR]; MR] {
+    let mut s = [[0f32; NR]; MR];
+    for (sr, acc_r) in s.iter_mut().zip(acc) {
+        for (v, a) in sr.iter_mut().zip(acc_r) {
+            *v = _mm512_reduce_add_ps(*a);
+        }
+    }
+    s
+}
+
+/// INT8 row dots with 512-bit `vpdpbusd`; activation offset to unsigned (`q + 128`), so the
+/// sums carry `128 · Σ_k w[j,k]`, which the caller removes.
+pub(crate) struct Int8VnniDot;
+
+impl Dot for Int8VnniDot {
+    type A = u8;
+    type W = i8;
+    type S = i32;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    #[inline(always)]
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+        dot_i8::<MR, NR>(a, b, k)
+    }
+}
+
+/// `MR × NR` exact sums `Σ_k a[r,k]·b[j,k]` (u8 × i8), 64 values per step, masked tail.
+///
+/// # Safety
+/// AVX512F/BW and AVX512-VNNI; `a` holds `MR·k` and `b` `NR·k` readable bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dot_i8<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+    let mut acc = [[_mm512_setzero_si512(); NR]; MR];
+    let mut kk = 0;
+    while kk < k {
+        let left = k - kk;
+        let mask: __mmask64 = if left >= 64 { !0 } else { (1u64 << left) - 1 };
+        let mut bv = [_mm512_setzero_si512(); NR];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = _mm512_maskz_loadu_epi8(mask, b.add(j * k + kk));
+        }
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = _mm512_maskz_loadu_epi8(mask, a.add(r * k + kk) as *const i8);
+            for j in 0..NR {
+                acc_r[j] = _mm512_dpbusd_epi32(acc_r[j], av, bv[j]);
+            }
+        }
+        kk += 64;
+    }
+    let mut s = [[0i32; NR]; MR];
+    for (sr, acc_r) in s.iter_mut().zip(&acc) {
+        for (v, a) in sr.iter_mut().zip(acc_r) {
+            *v = _mm512_reduce_add_epi32(*a);
+        }
+    }
+    s
 }

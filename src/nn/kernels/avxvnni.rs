@@ -9,6 +9,8 @@
 
 use core::arch::x86_64::*;
 
+use super::avx2::{hsum_epi32, tail};
+use super::dot::Dot;
 use super::gemm::{drive, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::PANEL;
@@ -73,4 +75,77 @@ unsafe fn micro<const MR: usize>(a: *const u8, kp: usize, b: *const i8, row: usi
         _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, acc_r[1]);
         dst.store16(row + r, panel * PANEL, &t);
     }
+}
+
+/// INT8 row dots of the in-place GEMM (see `dot.rs`) with 256-bit `vpdpbusd`, 32 values per
+/// step straight from the row-major weight; the activation is offset to unsigned (`q + 128`),
+/// so the sums carry `128 · Σ_k w[j,k]`, which the caller removes. The K tail is copied into
+/// zeroed buffers (AVX-VNNI has no masked byte loads). 2 activation rows × 4 weight rows.
+pub(crate) struct Int8Dot;
+
+impl Dot for Int8Dot {
+    type A = u8;
+    type W = i8;
+    type S = i32;
+    const MR: usize = 2;
+    const NR: usize = 4;
+
+    #[inline(always)]
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+        dot_i8::<MR, NR>(a, b, k)
+    }
+}
+
+/// `MR × NR` exact sums `Σ_k a[r,k]·b[j,k]` (u8 × i8).
+///
+/// # Safety
+/// AVX2 and AVX-VNNI; `a` holds `MR·k` and `b` `NR·k` readable bytes.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+unsafe fn dot_i8<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+    #[target_feature(enable = "avx2,avxvnni")]
+    #[inline]
+    unsafe fn step<const MR: usize, const NR: usize>(
+        acc: &mut [[__m256i; NR]; MR],
+        a: [*const u8; MR],
+        b: [*const i8; NR],
+    ) {
+        let mut bv = [_mm256_setzero_si256(); NR];
+        for (v, p) in bv.iter_mut().zip(b) {
+            *v = _mm256_loadu_si256(p as *const __m256i);
+        }
+        for (acc_r, p) in acc.iter_mut().zip(a) {
+            let av = _mm256_loadu_si256(p as *const __m256i);
+            for j in 0..NR {
+                acc_r[j] = _mm256_dpbusd_avx_epi32(acc_r[j], av, bv[j]);
+            }
+        }
+    }
+    let mut acc = [[_mm256_setzero_si256(); NR]; MR];
+    let full = k / 32 * 32;
+    let mut kk = 0;
+    while kk < full {
+        step(
+            &mut acc,
+            std::array::from_fn(|r| a.add(r * k + kk)),
+            std::array::from_fn(|j| b.add(j * k + kk)),
+        );
+        kk += 32;
+    }
+    if full < k {
+        let ta: [[u8; 32]; MR] = std::array::from_fn(|r| tail(a.add(r * k + full), k - full));
+        let tb: [[i8; 32]; NR] = std::array::from_fn(|j| tail(b.add(j * k + full), k - full));
+        step(
+            &mut acc,
+            std::array::from_fn(|r| ta[r].as_ptr()),
+            std::array::from_fn(|j| tb[j].as_ptr()),
+        );
+    }
+    let mut s = [[0i32; NR]; MR];
+    for (sr, acc_r) in s.iter_mut().zip(&acc) {
+        for (v, a) in sr.iter_mut().zip(acc_r) {
+            *v = hsum_epi32(*a);
+        }
+    }
+    s
 }

@@ -1,17 +1,19 @@
 //! The BF16 GEMM on a weight kept in its checkpoint layout: row-major `W (N×K)` bf16, read in
 //! place (typically straight from the memory-mapped safetensors file), with no packing at load.
 //!
-//! `out (M×N) = x (M×K) · Wᵀ + bias`, f32 in and out, bf16 products, f32 sums. Two drivers:
+//! `out (M×N) = x (M×K) · Wᵀ + bias`, f32 in and out, f32 sums. Two drivers:
 //!
-//! * **Row dot products** (AVX512-BF16, every M on CPUs without AMX): a register-blocked
-//!   micro-kernel of up to 4 activation rows × 4 weight rows, each a `vdpbf16ps` chain over K
-//!   (32 values per instruction, read straight from the row-major weight), summed
-//!   horizontally at the end. Parallel over blocks of weight rows, so each weight row is read
-//!   from memory once per call while the activation stays in cache; M = 1 is the decode GEMV.
-//! * **Packing while computing** (BLIS style; AMX at M ≥ 16, AVX2, portable): each task packs
-//!   a block of weight rows into a per-thread, cache-sized [`PackedBf16`] buffer (the layout of
-//!   `pack.rs`) and runs the packed micro-kernels of `amx.rs` / `avx512.rs` / `avx2.rs` /
-//!   `portable.rs` on it for every activation row block.
+//! * **Row dot products** (M < 64, every tier): register-blocked micro-kernels of up to 4
+//!   activation rows × 4 weight rows, each a multiply-add chain over K read straight from the
+//!   row-major weight, summed horizontally at the end (`dot.rs`): `vdpbf16ps` on bf16
+//!   activations (AVX512-BF16, AMX), the weight widened to f32 in registers with an f32
+//!   activation on AVX-512F and AVX2 + FMA, plain Rust on the portable tier. Parallel over
+//!   blocks of weight rows, so each weight row is read from memory once per call while the
+//!   activation stays in cache; M = 1 is the decode GEMV.
+//! * **Packing while computing** (BLIS style, M ≥ 64): each task packs a block of weight rows
+//!   into a per-thread, cache-sized [`PackedBf16`] buffer (the layout of `pack.rs`) and runs
+//!   the packed micro-kernels of `amx.rs` / `avx512.rs` / `avx2.rs` / `portable.rs` on it for
+//!   every activation row block.
 //!
 //! Only the weight rows a call touches are read: an expert that no token is routed to is never
 //! paged in from the file.
@@ -23,6 +25,7 @@ use candle_core::{bail, Result};
 use rayon::prelude::*;
 
 use super::gemm::{bf16_rows, f32_rows, to_bf16, Dst, AMX_MIN_M};
+use super::dot::{self, Dot};
 use super::pack::{PackedBf16, K_ALIGN, PANEL};
 #[cfg(target_arch = "x86_64")]
 use super::{amx, avx2, avx512};
@@ -146,9 +149,9 @@ impl RowMajorBf16 {
 /// Which driver computes a product (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InplaceStrategy {
-    /// The driver this path uses by default.
+    /// Row dot products below 64 activation rows, packing from there on.
     Auto,
-    /// Row dot products on the row-major weight (AVX512-BF16 only; elsewhere `Auto`).
+    /// Row dot products on the row-major weight (every tier; the default below 64 rows).
     Dot,
     /// Pack weight blocks per call into per-thread buffers (BLIS style).
     Pack,
@@ -190,12 +193,12 @@ pub fn gemm_bf16_inplace_with(
         return Ok(());
     }
     let path = Op::Bf16Gemm.tier_under(path);
-    let bf16_dot = matches!(path, KernelPath::Avx512Bf16 | KernelPath::Amx);
+    // Every tier has a row-dot micro-kernel; packing pays off from DOT_MAX_M rows on (and
+    // AMX tiles need the packed layout).
     let dot = match strategy {
-        InplaceStrategy::Dot => bf16_dot,
+        InplaceStrategy::Dot => true,
         InplaceStrategy::Pack => false,
-        // AMX tiles need the packed layout; without AMX the dot kernel needs no packing.
-        InplaceStrategy::Auto => bf16_dot && m < DOT_MAX_M,
+        InplaceStrategy::Auto => m < DOT_MAX_M,
     };
     if k == 0 {
         for row in out.chunks_exact_mut(n) {
@@ -206,149 +209,71 @@ pub fn gemm_bf16_inplace_with(
         }
         return Ok(());
     }
-    #[cfg(target_arch = "x86_64")]
-    if dot {
-        dot_driver(x, m, w, bias, out);
+    if !dot {
+        pack_driver(path, x, m, w, bias, out);
         return Ok(());
     }
-    let _ = dot;
-    pack_driver(path, x, m, w, bias, out);
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: tier_under only returns tiers the CPU has; AMX implies AVX512-BF16.
+        KernelPath::Amx | KernelPath::Avx512Bf16 => unsafe { dot_driver::<avx512::Bf16Dot>(x, m, w, bias, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the AVX-512 tier is only returned when the CPU has AVX-512F/BW/VL and FMA.
+        KernelPath::Avx512 => unsafe { dot_driver::<avx512::Bf16WideDot>(x, m, w, bias, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the AVX2 tier is only returned when the CPU has AVX2 and FMA.
+        KernelPath::Avx2 => unsafe { dot_driver::<avx2::Bf16Dot>(x, m, w, bias, out) },
+        // SAFETY: the portable kernel needs no CPU feature. (Portable, and every tier on
+        // CPUs other than x86-64, where only it is available.)
+        _ => unsafe { dot_driver::<portable::Bf16Dot>(x, m, w, bias, out) },
+    }
     Ok(())
 }
 
 /// Below this many activation rows the row-dot driver is used; from it on, weight blocks
 /// are packed per call (the packing is then amortised over the rows, and the packed
 /// micro-kernels keep the sums in registers instead of reducing them horizontally).
-const DOT_MAX_M: usize = 64;
+pub(crate) const DOT_MAX_M: usize = 64;
 
-/// Weight rows per dot-product micro-kernel, and activation rows.
-const DOT_NR: usize = 4;
-const DOT_MR: usize = 4;
+/// The activation as a row-dot kernel reads it: f32 as given (widening tiers), or rounded
+/// to bf16 bits (`vdpbf16ps`).
+pub(crate) trait Bf16Act: Copy + Sync {
+    fn rows(x: &[f32]) -> std::borrow::Cow<'_, [Self]>;
+}
 
-#[cfg(target_arch = "x86_64")]
-fn dot_driver(x: &[f32], m: usize, w: &RowMajorBf16, bias: Option<&[f32]>, out: &mut [f32]) {
-    let (n, k) = (w.n, w.k);
-    let mut a = vec![0u16; m * k];
-    to_bf16(x, &mut a);
-    let bits = w.bits();
-    let dst = SendPtr(out.as_mut_ptr());
-    let threads = rayon::current_num_threads().max(1);
-    // Enough blocks to balance the threads; at least 16 rows so tiny calls stay serial.
-    let rows_per_task = n.div_ceil(4 * threads).next_multiple_of(DOT_NR).max(16);
-    let tasks = n.div_ceil(rows_per_task);
-    let run = |t: usize| {
-        let (n0, n1) = (t * rows_per_task, ((t + 1) * rows_per_task).min(n));
-        let mut j = n0;
-        while j < n1 {
-            let nr = (n1 - j).min(DOT_NR);
-            let mut i = 0;
-            while i < m {
-                let mr = (m - i).min(DOT_MR);
-                // SAFETY: the dot path is only chosen when the CPU has AVX512-BF16; rows
-                // i..i+mr of `a` and j..j+nr of `bits` exist; this task alone writes output
-                // columns n0..n1.
-                unsafe { dot_block(&a[i * k..], &bits[j * k..], k, mr, nr, i, j, n, bias, dst) };
-                i += mr;
-            }
-            j += nr;
-        }
-    };
-    if tasks == 1 {
-        run(0);
-    } else {
-        (0..tasks).into_par_iter().for_each(run);
+impl Bf16Act for f32 {
+    fn rows(x: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+        std::borrow::Cow::Borrowed(x)
     }
 }
 
-/// Dispatches one `mr × nr` block to the monomorphised micro-kernel.
+impl Bf16Act for u16 {
+    fn rows(x: &[f32]) -> std::borrow::Cow<'_, [u16]> {
+        let mut a = vec![0u16; x.len()];
+        to_bf16(x, &mut a);
+        std::borrow::Cow::Owned(a)
+    }
+}
+
+/// `out = x · Wᵀ + bias` with the row-dot micro-kernel `D` (K > 0).
 ///
 /// # Safety
-/// AVX512-BF16 available; `a` holds `mr` rows of `k`, `b` `nr` rows of `k`; output rows
-/// `row..row+mr`, columns `col..col+nr` of the `·×n` output at `dst` are this task's alone.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn dot_block(
-    a: &[u16],
-    b: &[u16],
-    k: usize,
-    mr: usize,
-    nr: usize,
-    row: usize,
-    col: usize,
-    n: usize,
-    bias: Option<&[f32]>,
-    dst: SendPtr,
-) {
-    macro_rules! go {
-        ($($m:literal, $n:literal);*) => {
-            match (mr, nr) {
-                $(($m, $n) => {
-                    let s = avx512_dot::micro::<$m, $n>(a.as_ptr(), b.as_ptr(), k);
-                    for (r, sr) in s.iter().enumerate() {
-                        for (c, v) in sr.iter().enumerate() {
-                            let bv = bias.map_or(0.0, |b| b[col + c]);
-                            *dst.get().add((row + r) * n + col + c) = v + bv;
-                        }
-                    }
-                })*
-                _ => unreachable!(),
-            }
-        };
-    }
-    go!(1,1; 1,2; 1,3; 1,4; 2,1; 2,2; 2,3; 2,4; 3,1; 3,2; 3,3; 3,4; 4,1; 4,2; 4,3; 4,4);
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512_dot {
-    use core::arch::x86_64::*;
-    use core::mem::transmute;
-
-    /// `MR × NR` dot products of bf16 rows of length `k`: activation rows at `a`, weight rows
-    /// at `b` (both with row stride `k`), 32 values per `vdpbf16ps`, a masked load for the tail.
-    ///
-    /// # Safety
-    /// The CPU must support AVX512F/BW and AVX512-BF16; `a` must hold `MR·k` and `b` `NR·k`
-    /// readable u16.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    #[inline]
-    pub unsafe fn micro<const MR: usize, const NR: usize>(a: *const u16, b: *const u16, k: usize) -> [[f32; NR]; MR] {
-        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-        let full = k / 32 * 32;
-        let mut kk = 0;
-        while kk < full {
-            let mut bv = [_mm512_setzero_si512(); NR];
-            for (j, v) in bv.iter_mut().enumerate() {
-                *v = _mm512_loadu_si512(b.add(j * k + kk) as *const __m512i);
-            }
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av: __m512bh = transmute(_mm512_loadu_si512(a.add(r * k + kk) as *const __m512i));
-                for j in 0..NR {
-                    acc_r[j] = _mm512_dpbf16_ps(acc_r[j], av, transmute::<__m512i, __m512bh>(bv[j]));
-                }
-            }
-            kk += 32;
-        }
-        if full < k {
-            let mask: __mmask32 = (1u32 << (k - full)) - 1;
-            let mut bv = [_mm512_setzero_si512(); NR];
-            for (j, v) in bv.iter_mut().enumerate() {
-                *v = _mm512_maskz_loadu_epi16(mask, b.add(j * k + full) as *const i16);
-            }
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av: __m512bh = transmute(_mm512_maskz_loadu_epi16(mask, a.add(r * k + full) as *const i16));
-                for j in 0..NR {
-                    acc_r[j] = _mm512_dpbf16_ps(acc_r[j], av, transmute::<__m512i, __m512bh>(bv[j]));
-                }
-            }
-        }
-        let mut s = [[0f32; NR]; MR];
-        for (sr, acc_r) in s.iter_mut().zip(&acc) {
-            for (v, a) in sr.iter_mut().zip(acc_r) {
-                *v = _mm512_reduce_add_ps(*a);
-            }
-        }
-        s
-    }
+/// The CPU must have `D`'s features.
+unsafe fn dot_driver<D: Dot<W = u16, S = f32>>(x: &[f32], m: usize, w: &RowMajorBf16, bias: Option<&[f32]>, out: &mut [f32])
+where
+    D::A: Bf16Act,
+{
+    let n = w.n;
+    let a = D::A::rows(x);
+    let dst = SendPtr(out.as_mut_ptr());
+    let store = |i: usize, j: usize, v: f32| {
+        let y = v + bias.map_or(0.0, |b| b[j]);
+        // SAFETY: i < m, j < n (inside the output); `drive` stores each (i, j) once, and
+        // only from the task that owns column j.
+        unsafe { *dst.get().add(i * n + j) = y };
+    };
+    // SAFETY: the caller guarantees the features; `a` holds m×K, the weight N×K.
+    unsafe { dot::drive::<D>(&a, m, w.bits(), n, w.k, store) };
 }
 
 /// Packed activation rows for the packing driver, in the form the path's micro-kernel reads.

@@ -5,12 +5,14 @@
 //! per row, exactly as [`super::gemm_int8`] does) and the products summed exactly in i32, so
 //! the results are bit-identical to those of the packed INT8 GEMM on the same values:
 //!
-//! * **Row dot products** (AVX-512 VNNI, every M on CPUs without AMX): `vpdpbusd` takes the
-//!   activation offset to unsigned (`q + 128`) and the weight row straight from the file; the
-//!   offset is removed with `128 · Σ_k w[n,k]`, computed once per weight on its first call
-//!   (not at load, so a weight no token reaches is never read).
-//! * **Packing while computing** (AMX at M ≥ 16, AVX2, portable): each task packs a block of
-//!   weight rows into a [`PackedInt8`] and runs [`super::gemm_int8_with`] on it.
+//! * **Row dot products** (M < 64, every tier; `dot.rs`): the weight rows straight from the
+//!   file against the quantised activation rows. `vpdpbusd` (AVX512-VNNI and AMX, AVX-VNNI)
+//!   takes the activation offset to unsigned (`q + 128`); the offset is removed with
+//!   `128 · Σ_k w[n,k]`, computed once per weight on its first call (not at load, so a weight
+//!   no token reaches is never read). AVX2 (`vpmaddubsw` with the sign trick) and the
+//!   portable kernel take the signed activation and need no offset.
+//! * **Packing while computing** (M ≥ 64): each task packs a block of weight rows into a
+//!   [`PackedInt8`] and runs [`super::gemm_int8_with`] on it.
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,8 +20,11 @@ use candle_core::{bail, Result};
 use rayon::prelude::*;
 
 use super::gemv_int8::PackedInt8;
-use super::inplace_bf16::{InplaceStrategy, WeightBytes};
-use super::{KernelPath, Op, SendPtr};
+use super::dot::{self, Dot};
+use super::inplace_bf16::{InplaceStrategy, WeightBytes, DOT_MAX_M};
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512, avxvnni};
+use super::{portable, KernelPath, Op, SendPtr};
 use crate::quant::int8::quantize_row;
 
 enum Values {
@@ -145,147 +150,88 @@ pub fn gemm_int8_inplace_with(
         return Ok(());
     }
     let path = Op::Int8Gemm.tier_under(path);
-    let vnni = matches!(path, KernelPath::Avx512Vnni | KernelPath::Amx);
+    // Every tier has a row-dot micro-kernel; packing pays off from DOT_MAX_M rows on.
     let dot = match strategy {
-        InplaceStrategy::Dot => vnni,
+        InplaceStrategy::Dot => true,
         InplaceStrategy::Pack => false,
-        InplaceStrategy::Auto => vnni && m < DOT_MAX_M,
+        InplaceStrategy::Auto => m < DOT_MAX_M,
     };
-    #[cfg(target_arch = "x86_64")]
-    if dot && k > 0 {
-        dot_driver(x, m, w, bias, out);
-        return Ok(());
+    if !dot || k == 0 {
+        return pack_driver(path, x, m, w, bias, out);
     }
-    let _ = dot;
-    pack_driver(path, x, m, w, bias, out)
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: tier_under only returns tiers the CPU has; AMX implies AVX512-VNNI.
+        KernelPath::Amx | KernelPath::Avx512Vnni => unsafe { dot_driver::<avx512::Int8VnniDot>(x, m, w, bias, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the AVX-VNNI tier is only returned when the CPU has AVX2 and AVX-VNNI.
+        KernelPath::AvxVnni => unsafe { dot_driver::<avxvnni::Int8Dot>(x, m, w, bias, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the AVX2 tier is only returned when the CPU has AVX2.
+        KernelPath::Avx2 => unsafe { dot_driver::<avx2::Int8Dot>(x, m, w, bias, out) },
+        // SAFETY: the portable kernel needs no CPU feature. (Portable, and every tier on
+        // CPUs other than x86-64, where only it is available.)
+        _ => unsafe { dot_driver::<portable::Int8Dot>(x, m, w, bias, out) },
+    }
+    Ok(())
 }
 
-/// Below this many activation rows the row-dot driver is used; from it on, weight blocks
-/// are packed per call (the packing is then amortised over the rows, and the packed
-/// micro-kernels keep the sums in registers instead of reducing them horizontally).
-const DOT_MAX_M: usize = 64;
+/// The quantised activation as a row-dot kernel reads it: signed (`vpmaddubsw` with the
+/// sign trick, portable) or offset to unsigned (`vpdpbusd`).
+pub(crate) trait QuantAct: Copy + Send + Sync + Sized {
+    /// Whether values are stored as `q + 128`: the sums then carry `128 · Σ_k w[j,k]`,
+    /// removed with the weight's row offsets.
+    const OFFSET: bool;
+    /// The rows in this form.
+    fn from_q(q: Vec<i8>) -> Vec<Self>;
+}
 
-/// Weight rows per micro-kernel, and activation rows.
-const DOT_NR: usize = 4;
-const DOT_MR: usize = 4;
-
-#[cfg(target_arch = "x86_64")]
-fn dot_driver(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: &mut [f32]) {
-    let (n, k) = (w.n, w.k);
-    // Activation rows quantised as the packed GEMM does, offset to unsigned for vpdpbusd.
-    let mut a = vec![0u8; m * k];
-    let mut sx = vec![0f32; m];
-    let mut q = vec![0i8; k];
-    for (r, (row, s)) in a.chunks_exact_mut(k).zip(&mut sx).enumerate() {
-        *s = quantize_row(&x[r * k..(r + 1) * k], &mut q).1;
-        for (d, v) in row.iter_mut().zip(&q) {
-            *d = (*v as u8) ^ 0x80;
-        }
+impl QuantAct for i8 {
+    const OFFSET: bool = false;
+    fn from_q(q: Vec<i8>) -> Vec<i8> {
+        q
     }
-    let values = w.values();
-    let offsets = w.offsets();
+}
+
+impl QuantAct for u8 {
+    const OFFSET: bool = true;
+    fn from_q(q: Vec<i8>) -> Vec<u8> {
+        q.into_iter().map(|v| (v as u8) ^ 0x80).collect()
+    }
+}
+
+/// `out = x · Wᵀ + bias` with the row-dot micro-kernel `D` (K > 0): the activation rows
+/// quantised as the packed GEMM does, exact i32 sums, the same rescaling.
+///
+/// # Safety
+/// The CPU must have `D`'s features.
+unsafe fn dot_driver<D: Dot<W = i8, S = i32>>(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: &mut [f32])
+where
+    D::A: QuantAct,
+{
+    let (n, k) = (w.n, w.k);
+    let mut q = vec![0i8; m * k];
+    let mut sx = vec![0f32; m];
+    for (r, (row, s)) in q.chunks_exact_mut(k).zip(&mut sx).enumerate() {
+        *s = quantize_row(&x[r * k..(r + 1) * k], row).1;
+    }
+    let a = D::A::from_q(q);
+    let offsets = D::A::OFFSET.then(|| w.offsets());
     let scales = &w.scales;
     let dst = SendPtr(out.as_mut_ptr());
-    let threads = rayon::current_num_threads().max(1);
-    let rows_per_task = n.div_ceil(4 * threads).next_multiple_of(DOT_NR).max(16);
-    let tasks = n.div_ceil(rows_per_task);
-    let run = |t: usize| {
-        let (n0, n1) = (t * rows_per_task, ((t + 1) * rows_per_task).min(n));
-        let mut j = n0;
-        while j < n1 {
-            let nr = (n1 - j).min(DOT_NR);
-            let mut i = 0;
-            while i < m {
-                let mr = (m - i).min(DOT_MR);
-                macro_rules! go {
-                    ($($m:literal, $n:literal);*) => {
-                        match (mr, nr) {
-                            $(($m, $n) => {
-                                // SAFETY: the dot path is only chosen when the CPU has
-                                // AVX-512 VNNI; rows i..i+mr of `a` and j..j+nr of `values`
-                                // exist.
-                                let s = unsafe {
-                                    vnni_dot::micro::<$m, $n>(a[i * k..].as_ptr(), values[j * k..].as_ptr(), k, &offsets[j..j + $n])
-                                };
-                                for (r, sr) in s.iter().enumerate() {
-                                    for (c, sum) in sr.iter().enumerate() {
-                                        let b = bias.map_or(0.0, |b| b[j + c]);
-                                        let y = *sum as f32 * (sx[i + r] * scales[j + c]) + b;
-                                        // SAFETY: this task alone writes columns n0..n1.
-                                        unsafe { *dst.get().add((i + r) * n + j + c) = y };
-                                    }
-                                }
-                            })*
-                            _ => unreachable!(),
-                        }
-                    };
-                }
-                go!(1,1; 1,2; 1,3; 1,4; 2,1; 2,2; 2,3; 2,4; 3,1; 3,2; 3,3; 3,4; 4,1; 4,2; 4,3; 4,4);
-                i += mr;
-            }
-            j += nr;
-        }
+    let store = |i: usize, j: usize, sum: i32| {
+        let sum = match offsets {
+            Some(o) => sum - o[j],
+            None => sum,
+        };
+        // The packed GEMM's rescaling (`DstI8::store16`), operation for operation.
+        let y = sum as f32 * (sx[i] * scales[j]) + bias.map_or(0.0, |b| b[j]);
+        // SAFETY: i < m, j < n (inside the output); `drive` stores each (i, j) once, and
+        // only from the task that owns column j.
+        unsafe { *dst.get().add(i * n + j) = y };
     };
-    if tasks == 1 {
-        run(0);
-    } else {
-        (0..tasks).into_par_iter().for_each(run);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod vnni_dot {
-    use core::arch::x86_64::*;
-
-    /// `MR × NR` exact dot products `Σ_k q[r,k]·w[j,k]` of activation rows `a` (offset
-    /// to unsigned: `q + 128`) and int8 weight rows `b`, both with row stride `k`; `off[j]`
-    /// is `128 · Σ_k w[j,k]`, the offset's contribution, subtracted at the end.
-    ///
-    /// # Safety
-    /// The CPU must support AVX512F/BW and AVX512-VNNI; `a` must hold `MR·k` and `b` `NR·k`
-    /// readable bytes; `off` must hold `NR` values.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    #[inline]
-    pub unsafe fn micro<const MR: usize, const NR: usize>(
-        a: *const u8,
-        b: *const i8,
-        k: usize,
-        off: &[i32],
-    ) -> [[i32; NR]; MR] {
-        let mut acc = [[_mm512_setzero_si512(); NR]; MR];
-        let full = k / 64 * 64;
-        let mut kk = 0;
-        while kk <= k {
-            let (mask, at): (__mmask64, usize) = if kk < full {
-                (!0, kk)
-            } else if full < k {
-                ((1u64 << (k - full)) - 1, full)
-            } else {
-                break;
-            };
-            let mut bv = [_mm512_setzero_si512(); NR];
-            for (j, v) in bv.iter_mut().enumerate() {
-                *v = _mm512_maskz_loadu_epi8(mask, b.add(j * k + at));
-            }
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm512_maskz_loadu_epi8(mask, a.add(r * k + at) as *const i8);
-                for j in 0..NR {
-                    acc_r[j] = _mm512_dpbusd_epi32(acc_r[j], av, bv[j]);
-                }
-            }
-            if at == full {
-                break;
-            }
-            kk += 64;
-        }
-        let mut s = [[0i32; NR]; MR];
-        for (sr, acc_r) in s.iter_mut().zip(&acc) {
-            for (j, (v, a)) in sr.iter_mut().zip(acc_r).enumerate() {
-                *v = _mm512_reduce_add_epi32(*a) - off[j];
-            }
-        }
-        s
-    }
+    // SAFETY: the caller guarantees the features; `a` holds m×K, the weight N×K.
+    unsafe { dot::drive::<D>(&a, m, w.values(), n, k, store) };
 }
 
 /// Weight rows per packed block.

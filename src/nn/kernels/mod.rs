@@ -31,6 +31,7 @@ mod amx;
 mod avx2;
 mod avx512;
 mod avxvnni;
+mod dot;
 mod portable;
 
 pub mod attention;

@@ -1,6 +1,7 @@
 //! Plain-Rust kernels for any CPU; also the references the SIMD paths are tested against.
 //! They read the same packed layouts as the SIMD kernels, so packing is tested too.
 
+use super::dot::Dot;
 use super::gemm::Dst;
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
@@ -55,5 +56,64 @@ pub fn gemm_int8_tile(a: &[i8], w: &PackedInt8, r0: usize, r1: usize, p0: usize,
             // SAFETY: rows and panels of this task are disjoint from all other tasks.
             unsafe { dst.store16(r, p * PANEL, &acc) };
         }
+    }
+}
+
+/// BF16 row dots of the in-place GEMM (see `dot.rs`) in plain Rust: f32 activation, bf16
+/// weight widened per element, 8 partial sums per dot product (which the compiler keeps in
+/// one vector register where it can).
+pub(crate) struct Bf16Dot;
+
+impl Dot for Bf16Dot {
+    type A = f32;
+    type W = u16;
+    type S = f32;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+        // SAFETY: the caller guarantees `MR·k` readable f32 at `a` and `NR·k` u16 at `b`.
+        let (a, b) = unsafe { (std::slice::from_raw_parts(a, MR * k), std::slice::from_raw_parts(b, NR * k)) };
+        let mut s = [[0f32; NR]; MR];
+        for (sr, x) in s.iter_mut().zip(a.chunks_exact(k)) {
+            for (v, w) in sr.iter_mut().zip(b.chunks_exact(k)) {
+                let mut lanes = [0f32; 8];
+                let (xc, wc) = (x.chunks_exact(8), w.chunks_exact(8));
+                let (xt, wt) = (xc.remainder(), wc.remainder());
+                for (x8, w8) in xc.zip(wc) {
+                    for l in 0..8 {
+                        lanes[l] += x8[l] * bf(w8[l]);
+                    }
+                }
+                for (l, (x1, w1)) in xt.iter().zip(wt).enumerate() {
+                    lanes[l] += x1 * bf(*w1);
+                }
+                *v = lanes.iter().sum();
+            }
+        }
+        s
+    }
+}
+
+/// INT8 row dots of the in-place GEMM in plain Rust, on the signed activation: exact i32 sums.
+pub(crate) struct Int8Dot;
+
+impl Dot for Int8Dot {
+    type A = i8;
+    type W = i8;
+    type S = i32;
+    const MR: usize = 4;
+    const NR: usize = 4;
+
+    unsafe fn dot<const MR: usize, const NR: usize>(a: *const i8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+        // SAFETY: the caller guarantees `MR·k` readable bytes at `a` and `NR·k` at `b`.
+        let (a, b) = unsafe { (std::slice::from_raw_parts(a, MR * k), std::slice::from_raw_parts(b, NR * k)) };
+        let mut s = [[0i32; NR]; MR];
+        for (sr, x) in s.iter_mut().zip(a.chunks_exact(k)) {
+            for (v, w) in sr.iter_mut().zip(b.chunks_exact(k)) {
+                *v = x.iter().zip(w).map(|(p, q)| *p as i32 * *q as i32).sum();
+            }
+        }
+        s
     }
 }
