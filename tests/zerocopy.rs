@@ -1,5 +1,5 @@
 //! Weights used in place from the memory map, and int8 folders written by `dsocr convert`:
-//! the in-place BF16 GEMM against the packed one on every kernel path, a bf16 layer that
+//! the in-place BF16 and INT8 GEMMs against the packed ones on every kernel path, a bf16 layer that
 //! keeps no copy and pages in only what it touches, and a converted folder that gives exactly
 //! the ids of `--precision int8` on its source.
 
@@ -14,8 +14,10 @@ use deepseek_ocr::generate::{GenerateOptions, NgramGuard};
 use deepseek_ocr::input::image::load_image;
 use deepseek_ocr::model::Weights;
 use deepseek_ocr::nn::kernels::{
-    gemm_bf16_inplace_with, gemm_bf16_with, InplaceStrategy, KernelPath, PackedBf16, RowMajorBf16,
+    gemm_bf16_inplace_with, gemm_bf16_with, gemm_int8_inplace_with, gemm_int8_with, InplaceStrategy, KernelPath, Op,
+    PackedBf16, PackedInt8, RowMajorBf16, RowMajorInt8,
 };
+use deepseek_ocr::quant::int8::{quantize_row, QuantizedInt8};
 use deepseek_ocr::nn::{Linear, Precision};
 use deepseek_ocr::{Engine, EngineOptions, Mode, RunOptions, Task};
 
@@ -36,57 +38,170 @@ impl Rng {
     }
 }
 
-/// The in-place GEMM (row dot products and per-call packing) computes the same products as
-/// the GEMM on a weight packed at load, on every path this CPU has: differences are only the
-/// order of the f32 sums (bound 1e-5 of Σ|x||w|).
-#[test]
-fn inplace_bf16_gemm_matches_the_packed_gemm_on_every_path() {
-    let shapes = [
-        (1, 1, 1),
-        (1, 17, 3),
+/// (M, N, K) of the in-place GEMM tests: every M of the row-dot blocking below 64 (1, 2, 3,
+/// 5, 17, 63) against odd K (1, 7, 33, 896 + 5) and odd N, plus model shapes and M ≥ 64.
+fn inplace_shapes() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for (i, m) in [1, 2, 3, 5, 17, 63].into_iter().enumerate() {
+        for (j, k) in [1, 7, 33, 901].into_iter().enumerate() {
+            // Odd N, cycling through the tails of the 4-row (and 16-column panel) blocking.
+            let n = [1, 7, 19, 37][(i + j) % 4];
+            v.push((m, n, k));
+        }
+    }
+    v.extend([
+        (1, 1280, 1280),
+        (1, 1281, 896),
         (3, 33, 31),
         (5, 100, 67),
-        (1, 1280, 1280),
-        (17, 31, 33),
-        (33, 65, 130),
+        (64, 31, 33),
         (70, 130, 97),
         (130, 520, 64),
-        (300, 200, 300),
-    ];
+    ]);
+    v
+}
+
+/// The tiers of `op` this CPU has; each one, as a ceiling, runs exactly that tier.
+fn tiers(op: Op) -> Vec<KernelPath> {
+    let t = op.available_tiers();
+    for p in op.tiers().iter().filter(|p| !t.contains(p)) {
+        eprintln!("SKIPPED {op} on tier {p}: this CPU lacks it");
+    }
+    assert!(t.iter().all(|p| op.tier_under(*p) == *p));
+    t
+}
+
+const STRATEGIES: [InplaceStrategy; 3] = [InplaceStrategy::Auto, InplaceStrategy::Dot, InplaceStrategy::Pack];
+
+/// The in-place BF16 GEMM (row dot products and per-call packing) on every tier this CPU has
+/// computes the products of the GEMM on a weight packed at load and of a plain f64 reference
+/// on the same operands (x rounded to bf16 on the AMX and AVX512-BF16 tiers, kept f32 on the
+/// widening ones): differences are only the order of the f32 sums, bound 1e-5 of
+/// Σ|x||w| + |bias|.
+#[test]
+fn inplace_bf16_gemm_matches_the_packed_gemm_on_every_path() {
     let mut rng = Rng::new(3);
-    for path in KernelPath::ALL.into_iter().filter(|p| p.is_available()) {
-        for &(m, n, k) in &shapes {
+    for path in tiers(Op::Bf16Gemm) {
+        let x_rounds = matches!(path, KernelPath::Amx | KernelPath::Avx512Bf16);
+        let mut worst = [0f64; 3];
+        for (case, &(m, n, k)) in inplace_shapes().iter().enumerate() {
             let w = rng.vec(n * k, 0.5);
             let x = rng.vec(m * k, 1.0);
             let bias = rng.vec(n, 1.0);
+            let bias = (case % 3 != 2).then_some(&bias[..]);
             let packed = PackedBf16::pack_f32(&w, n, k).unwrap();
             let rm = RowMajorBf16::from_f32(&w, n, k).unwrap();
-            let mut want = vec![0f32; m * n];
-            gemm_bf16_with(path, &x, m, &packed, Some(&bias), &mut want).unwrap();
-            let s: Vec<f32> = (0..m * n)
+            let mut packed_out = vec![0f32; m * n];
+            gemm_bf16_with(path, &x, m, &packed, bias, &mut packed_out).unwrap();
+            // f64 reference on the operands the tier multiplies, and S = Σ|x||w| + |bias|.
+            let bf = |v: f32| half::bf16::from_f32(v).to_f32() as f64;
+            let (reference, s): (Vec<f64>, Vec<f64>) = (0..m * n)
                 .map(|i| {
                     let (r, c) = (i / n, i % n);
-                    (0..k).map(|j| (x[r * k + j] * w[c * k + j]).abs()).sum::<f32>() + 1e-6
+                    // The bias counts in S: the f32 result is rounded at its magnitude.
+                    let b = bias.map_or(0.0, |b| b[c] as f64);
+                    let (mut e, mut s) = (b, b.abs() + 1e-6);
+                    for j in 0..k {
+                        let xv = x[r * k + j];
+                        let xr = if x_rounds { bf(xv) } else { xv as f64 };
+                        e += xr * bf(w[c * k + j]);
+                        s += (xv as f64 * w[c * k + j] as f64).abs();
+                    }
+                    (e, s)
                 })
-                .collect();
-            for strategy in [InplaceStrategy::Auto, InplaceStrategy::Dot, InplaceStrategy::Pack] {
+                .unzip();
+            for (si, strategy) in STRATEGIES.into_iter().enumerate() {
                 let mut got = vec![f32::NAN; m * n];
-                gemm_bf16_inplace_with(path, strategy, &x, m, &rm, Some(&bias), &mut got).unwrap();
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .zip(&s)
-                    .map(|((g, w), s)| (g - w).abs() / s)
-                    .fold(0f32, f32::max);
-                assert!(worst <= 1e-5, "{path} {strategy:?} {m}×{n}×{k}: error/S {worst}");
+                gemm_bf16_inplace_with(path, strategy, &x, m, &rm, bias, &mut got).unwrap();
+                for i in 0..m * n {
+                    let vs_packed = (got[i] - packed_out[i]).abs() as f64 / s[i];
+                    let vs_ref = (got[i] as f64 - reference[i]).abs() / s[i];
+                    assert!(
+                        vs_packed <= 1e-5 && vs_ref <= 1e-5,
+                        "{path} {strategy:?} {m}×{n}×{k} [{}, {}]: {} vs packed {} / f64 {} (error/S {vs_packed:e} / {vs_ref:e})",
+                        i / n,
+                        i % n,
+                        got[i],
+                        packed_out[i],
+                        reference[i]
+                    );
+                    worst[si] = worst[si].max(vs_ref);
+                }
             }
         }
+        eprintln!("in-place bf16 {path}: max error/S vs f64 (auto, dot, pack) {:.1e} {:.1e} {:.1e}", worst[0], worst[1], worst[2]);
     }
     let rm = RowMajorBf16::from_f32(&[0.0; 12], 3, 4).unwrap();
     let mut out = [0f32; 6];
     let auto = InplaceStrategy::Auto;
     assert!(gemm_bf16_inplace_with(KernelPath::Portable, auto, &[0.0; 7], 2, &rm, None, &mut out).is_err());
     assert!(gemm_bf16_inplace_with(KernelPath::Portable, auto, &[0.0; 8], 2, &rm, Some(&[0.0; 2]), &mut out).is_err());
+}
+
+/// The in-place INT8 GEMM (row dot products and per-call packing) on every tier this CPU has
+/// is bit-identical to the GEMM on the same weight packed at load (both sum the quantised
+/// products exactly in i32 and rescale alike), and within 1e-5 of Σ|x||w| (plus the f32
+/// rounding of the result) of the f64 value of those exact sums. The weight includes -128 (a converted file never holds it, but
+/// in-place bytes are not checked) and the activation an all-zero row.
+#[test]
+fn inplace_int8_gemm_is_bit_identical_to_the_packed_gemm_on_every_path() {
+    let mut rng = Rng::new(5);
+    for path in tiers(Op::Int8Gemm) {
+        for (case, &(m, n, k)) in inplace_shapes().iter().enumerate() {
+            let mut x = rng.vec(m * k, 2.0);
+            if m > 2 {
+                x[k..2 * k].fill(0.0);
+            }
+            let w = rng.vec(n * k, 0.3);
+            let mut q = QuantizedInt8::quantize(&w, n, k).unwrap();
+            for v in q.values.iter_mut().step_by(37) {
+                *v = -128;
+            }
+            let bias = rng.vec(n, 1.0);
+            let bias = (case % 3 != 1).then_some(&bias[..]);
+            let packed = PackedInt8::pack(&q);
+            let rm = RowMajorInt8::from_parts(q.values.clone(), q.scales.clone(), n, k).unwrap();
+            let mut want = vec![0f32; m * n];
+            gemm_int8_with(path, &x, m, &packed, bias, &mut want).unwrap();
+            let mut xq = vec![0i8; k];
+            for r in 0..m {
+                let sx = quantize_row(&x[r * k..(r + 1) * k], &mut xq).1 as f64;
+                for c in 0..n {
+                    let wr = &q.values[c * k..(c + 1) * k];
+                    let isum: i64 = xq.iter().zip(wr).map(|(a, b)| *a as i64 * *b as i64).sum();
+                    let s: f64 = xq.iter().zip(wr).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                    let sw = q.scales[c] as f64;
+                    let exact = isum as f64 * sx * sw + bias.map_or(0.0, |b| b[c] as f64);
+                    let got = want[r * n + c] as f64;
+                    assert!(
+                        (got - exact).abs() <= 1e-5 * (s * sx * sw + 1e-3) + 1e-6 * exact.abs(),
+                        "{path} packed {m}×{n}×{k} [{r}, {c}]: {got} vs {exact}"
+                    );
+                }
+            }
+            for strategy in STRATEGIES {
+                let mut got = vec![f32::NAN; m * n];
+                gemm_int8_inplace_with(path, strategy, &x, m, &rm, bias, &mut got).unwrap();
+                for i in 0..m * n {
+                    assert_eq!(
+                        got[i].to_bits(),
+                        want[i].to_bits(),
+                        "{path} {strategy:?} {m}×{n}×{k} [{}, {}]: {} vs packed {}",
+                        i / n,
+                        i % n,
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+        eprintln!("in-place int8 {path}: bit-identical to the packed GEMM (auto, dot, pack)");
+    }
+    let rm = RowMajorInt8::from_parts(vec![0; 12], vec![1.0; 3], 3, 4).unwrap();
+    let mut out = [0f32; 6];
+    let auto = InplaceStrategy::Auto;
+    assert!(gemm_int8_inplace_with(KernelPath::Portable, auto, &[0.0; 7], 2, &rm, None, &mut out).is_err());
+    assert!(gemm_int8_inplace_with(KernelPath::Portable, auto, &[0.0; 8], 2, &rm, Some(&[0.0; 2]), &mut out).is_err());
 }
 
 /// Writes a safetensors file with the given tensors.
