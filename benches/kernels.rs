@@ -6,12 +6,17 @@
 //! benched with `DSOCR_BENCH_PORTABLE=1`. GEMMs at M > 1
 //! report GF/s (2·M·N·K per call); at M = 1 they report GB/s of weight bytes read (the
 //! decode step is memory-bound), 4 B per weight for candle f32, 2 for bf16, 1 for int8.
-//! Each figure is the median of several timed calls after a warm-up call.
+//! Each figure is the median of several timed calls after a warm-up call. The in-place GEMMs
+//! (weights in the checkpoint's row-major layout) report µs per call, with the default
+//! strategy and with per-call packing.
 
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
-use deepseek_ocr::nn::kernels::{self, AttnBias, AttnShape, KernelPath, Op, PackedBf16, PackedInt8};
+use deepseek_ocr::nn::kernels::{
+    self, AttnBias, AttnShape, InplaceStrategy, KernelPath, Op, PackedBf16, PackedInt8, RowMajorBf16, RowMajorInt8,
+};
+use deepseek_ocr::quant::QuantizedInt8;
 
 /// Median seconds of `f` over repeated calls (at least 3, about `budget` in total).
 fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
@@ -101,6 +106,52 @@ fn bench_gemm(name: &str, n: usize, k: usize, m: usize) {
     println!("| {name:<16} | {n:>6}×{k:<5} | {m:>4} | {} |", cells.join(" | "));
 }
 
+/// One in-place GEMM row: the weight in its checkpoint layout (row-major bf16, and row-major
+/// int8 + per-row scales as `dsocr convert` writes it), µs per call on every tier with the
+/// default strategy (row dots below M = 64) and, for contrast, per-call packing.
+fn bench_inplace(name: &str, n: usize, k: usize, m: usize) {
+    if !selected(name) {
+        return;
+    }
+    let budget = Duration::from_millis(300);
+    // Built a block of rows at a time (the lm_head weight is 662 MB as f32).
+    let (mut bits, mut values, mut scales) = (Vec::with_capacity(n * k), Vec::with_capacity(n * k), Vec::new());
+    for (b, r0) in (0..n).step_by(1024).enumerate() {
+        let rows = 1024.min(n - r0);
+        let w = rand_vec(rows * k, 11 + b as u32);
+        bits.extend(w.iter().map(|v| half::bf16::from_f32(*v).to_bits()));
+        let q = QuantizedInt8::quantize(&w, rows, k).expect("quantize");
+        values.extend_from_slice(&q.values);
+        scales.extend_from_slice(&q.scales);
+    }
+    let bf = RowMajorBf16::from_bits(bits, n, k).expect("bf16 weight");
+    let q8 = RowMajorInt8::from_parts(values, scales, n, k).expect("int8 weight");
+    let x = rand_vec(m * k, 2);
+    let mut out = vec![0f32; m * n];
+    let us = |t: f64| format!("{:>8.1}", t * 1e6);
+    let mut cells = Vec::new();
+    for tier in bench_tiers(Op::Bf16Gemm, m) {
+        let mut run = |s| {
+            time(budget, || {
+                kernels::gemm_bf16_inplace_with(tier, s, &x, m, &bf, None, &mut out).expect("gemm")
+            })
+        };
+        let (auto, pack) = (run(InplaceStrategy::Auto), run(InplaceStrategy::Pack));
+        cells.push(format!("{tier} {} ({} pack)", us(auto), us(pack)));
+    }
+    cells.push("·".into());
+    for tier in bench_tiers(Op::Int8Gemm, m) {
+        let mut run = |s| {
+            time(budget, || {
+                kernels::gemm_int8_inplace_with(tier, s, &x, m, &q8, None, &mut out).expect("gemm")
+            })
+        };
+        let (auto, pack) = (run(InplaceStrategy::Auto), run(InplaceStrategy::Pack));
+        cells.push(format!("{tier} {} ({} pack)", us(auto), us(pack)));
+    }
+    println!("| {name:<16} | {n:>6}×{k:<5} | {m:>4} | {} |", cells.join(" | "));
+}
+
 /// Naive candle attention (matmul, softmax, matmul) vs the blockwise kernel.
 fn bench_attention(name: &str, heads: usize, len: usize, d: usize, rel: Option<usize>, naive: bool) {
     if !selected(name) {
@@ -182,6 +233,13 @@ fn main() {
     bench_gemm("SAM qkv", 2304, 768, 4096);
     bench_gemm("SAM mlp fc1", 3072, 768, 4096);
     bench_gemm("CLIP fc1", 4096, 1024, 257);
+    println!();
+    println!("In-place GEMM (checkpoint layout): µs per call, default strategy (per-call packing in parentheses); bf16 tiers, then · int8 tiers");
+    println!("| {:<16} | {:>12} | {:>4} | bf16 tiers … | · | int8 tiers … |", "op", "N×K", "M");
+    println!("|---|---|---|---|---|---|");
+    bench_inplace("inplace proj", 1280, 1280, 1);
+    bench_inplace("inplace exp down", 1280, 896, 1);
+    bench_inplace("inplace lm_head", 129280, 1280, 1);
     println!();
     println!("| {:<34} | candle naive | tiers … |", "attention (f32)");
     println!("|---|---|---|");

@@ -362,23 +362,44 @@ impl Dot for Bf16WideDot {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 #[inline]
 unsafe fn dot_bf16_wide<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
-    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-    let mut kk = 0;
-    while kk < k {
-        let left = k - kk;
-        let mask: __mmask16 = if left >= 16 { !0 } else { (1u16 << left) - 1 };
+    /// One step of 16 values at `kk`; `TAIL`: only the first `k - kk` (masked loads).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+    #[inline]
+    unsafe fn step<const MR: usize, const NR: usize, const TAIL: bool>(
+        acc: &mut [[__m512; NR]; MR],
+        a: *const f32,
+        b: *const u16,
+        k: usize,
+        kk: usize,
+    ) {
+        let mask: __mmask16 = if TAIL { (1u16 << (k - kk)) - 1 } else { !0 };
         let mut bv = [_mm512_setzero_ps(); NR];
         for (j, v) in bv.iter_mut().enumerate() {
-            let h = _mm256_maskz_loadu_epi16(mask, b.add(j * k + kk) as *const i16);
+            let p = b.add(j * k + kk);
+            let h = if TAIL {
+                _mm256_maskz_loadu_epi16(mask, p as *const i16)
+            } else {
+                _mm256_loadu_si256(p as *const __m256i)
+            };
             *v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = _mm512_maskz_loadu_ps(mask, a.add(r * k + kk));
+            let p = a.add(r * k + kk);
+            let av = if TAIL { _mm512_maskz_loadu_ps(mask, p) } else { _mm512_loadu_ps(p) };
             for j in 0..NR {
                 acc_r[j] = _mm512_fmadd_ps(av, bv[j], acc_r[j]);
             }
         }
+    }
+    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    let full = k / 16 * 16;
+    let mut kk = 0;
+    while kk < full {
+        step::<MR, NR, false>(&mut acc, a, b, k, kk);
         kk += 16;
+    }
+    if full < k {
+        step::<MR, NR, true>(&mut acc, a, b, k, full);
     }
     reduce_ps(&acc)
 }
@@ -419,22 +440,47 @@ impl Dot for Int8VnniDot {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn dot_i8<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
-    let mut acc = [[_mm512_setzero_si512(); NR]; MR];
-    let mut kk = 0;
-    while kk < k {
-        let left = k - kk;
-        let mask: __mmask64 = if left >= 64 { !0 } else { (1u64 << left) - 1 };
+    /// One step of 64 values at `kk`; `TAIL`: only the first `k - kk` (masked loads).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn step<const MR: usize, const NR: usize, const TAIL: bool>(
+        acc: &mut [[__m512i; NR]; MR],
+        a: *const u8,
+        b: *const i8,
+        k: usize,
+        kk: usize,
+    ) {
+        let mask: __mmask64 = if TAIL { (1u64 << (k - kk)) - 1 } else { !0 };
         let mut bv = [_mm512_setzero_si512(); NR];
         for (j, v) in bv.iter_mut().enumerate() {
-            *v = _mm512_maskz_loadu_epi8(mask, b.add(j * k + kk));
+            let p = b.add(j * k + kk);
+            *v = if TAIL {
+                _mm512_maskz_loadu_epi8(mask, p)
+            } else {
+                _mm512_loadu_si512(p as *const __m512i)
+            };
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = _mm512_maskz_loadu_epi8(mask, a.add(r * k + kk) as *const i8);
+            let p = a.add(r * k + kk) as *const i8;
+            let av = if TAIL {
+                _mm512_maskz_loadu_epi8(mask, p)
+            } else {
+                _mm512_loadu_si512(p as *const __m512i)
+            };
             for j in 0..NR {
                 acc_r[j] = _mm512_dpbusd_epi32(acc_r[j], av, bv[j]);
             }
         }
+    }
+    let mut acc = [[_mm512_setzero_si512(); NR]; MR];
+    let full = k / 64 * 64;
+    let mut kk = 0;
+    while kk < full {
+        step::<MR, NR, false>(&mut acc, a, b, k, kk);
         kk += 64;
+    }
+    if full < k {
+        step::<MR, NR, true>(&mut acc, a, b, k, full);
     }
     let mut s = [[0i32; NR]; MR];
     for (sr, acc_r) in s.iter_mut().zip(&acc) {
