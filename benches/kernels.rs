@@ -235,7 +235,10 @@ fn main() {
     bench_gemm("CLIP fc1", 4096, 1024, 257);
     println!();
     println!("In-place GEMM (checkpoint layout): µs per call, default strategy (per-call packing in parentheses); bf16 tiers, then · int8 tiers");
-    println!("| {:<16} | {:>12} | {:>4} | bf16 tiers … | · | int8 tiers … |", "op", "N×K", "M");
+    println!(
+        "| {:<16} | {:>12} | {:>4} | bf16 tiers … | · | int8 tiers … |",
+        "op", "N×K", "M"
+    );
     println!("|---|---|---|---|---|---|");
     bench_inplace("inplace proj", 1280, 1280, 1);
     bench_inplace("inplace exp down", 1280, 896, 1);

@@ -17,8 +17,8 @@ use deepseek_ocr::nn::kernels::{
     gemm_bf16_inplace_with, gemm_bf16_with, gemm_int8_inplace_with, gemm_int8_with, InplaceStrategy, KernelPath, Op,
     PackedBf16, PackedInt8, RowMajorBf16, RowMajorInt8,
 };
-use deepseek_ocr::quant::int8::{quantize_row, QuantizedInt8};
 use deepseek_ocr::nn::{Linear, Precision};
+use deepseek_ocr::quant::int8::{quantize_row, QuantizedInt8};
 use deepseek_ocr::{Engine, EngineOptions, Mode, RunOptions, Task};
 
 struct Rng(u64);
@@ -129,7 +129,10 @@ fn inplace_bf16_gemm_matches_the_packed_gemm_on_every_path() {
                 }
             }
         }
-        eprintln!("in-place bf16 {path}: max error/S vs f64 (auto, dot, pack) {:.1e} {:.1e} {:.1e}", worst[0], worst[1], worst[2]);
+        eprintln!(
+            "in-place bf16 {path}: max error/S vs f64 (auto, dot, pack) {:.1e} {:.1e} {:.1e}",
+            worst[0], worst[1], worst[2]
+        );
     }
     let rm = RowMajorBf16::from_f32(&[0.0; 12], 3, 4).unwrap();
     let mut out = [0f32; 6];

@@ -13,7 +13,9 @@
 
 use core::arch::x86_64::*;
 
-use super::dot::Dot;
+use std::borrow::Cow;
+
+use super::dot::{split_pairs, Dot, DotBf16, DotInt8};
 use super::gemm::{drive, Dst, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
@@ -158,8 +160,8 @@ unsafe fn micro_i8<const MR: usize>(a: *const i8, kp: usize, b: *const i8, row: 
 
 // Row-dot micro-kernels of the in-place GEMMs (see `dot.rs`): the weight rows are read
 // straight from the row-major checkpoint layout. AVX2 has no byte / 16-bit masked loads, so
-// the K tail of each row is copied into a zeroed register-sized buffer. 2 activation rows ×
-// 4 weight rows (8 ymm accumulators, leaving registers for the operands).
+// the K tail of each weight row is copied into a zeroed register-sized buffer. 2 activation
+// rows × 4 weight rows (8 ymm accumulators, leaving registers for the operands).
 
 /// Loads the `len < N` first elements at `p` into a zeroed `N`-element buffer.
 ///
@@ -172,8 +174,10 @@ pub(crate) unsafe fn tail<T: Copy + Default, const N: usize>(p: *const T, len: u
     t
 }
 
-/// BF16 row dots on AVX2 + FMA: the weight widened to f32 in registers (`bits << 16`), f32
-/// activation, 8 values per step.
+/// BF16 row dots on AVX2 + FMA: the weight widened to f32 in registers, f32 activation.
+/// One 256-bit load takes 16 bf16 weights as 8 pairs; `<< 16` gives the even-K weights as
+/// f32, masking the low half the odd-K ones, against the pair-split activation (see
+/// [`split_pairs`]): 2 FMAs per 16 weights and no shuffles.
 pub(crate) struct Bf16Dot;
 
 impl Dot for Bf16Dot {
@@ -184,56 +188,79 @@ impl Dot for Bf16Dot {
     const NR: usize = 4;
 
     #[inline(always)]
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
-        dot_bf16::<MR, NR>(a, b, k)
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const f32,
+        lda: usize,
+        b: *const u16,
+        k: usize,
+    ) -> [[f32; NR]; MR] {
+        dot_bf16::<MR, NR>(a, lda, b, k)
     }
 }
 
-/// `MR × NR` dot products of f32 activation rows and bf16 weight rows.
+impl DotBf16 for Bf16Dot {
+    fn rows(x: &[f32], m: usize, k: usize) -> (Cow<'_, [f32]>, usize) {
+        let (a, lda) = split_pairs(x, m, k, 16);
+        (Cow::Owned(a), lda)
+    }
+}
+
+/// `MR × NR` dot products of pair-split f32 activation rows (stride `lda`, a multiple of
+/// 16) and bf16 weight rows.
 ///
 /// # Safety
-/// AVX2 and FMA; `a` holds `MR·k` readable f32 and `b` `NR·k` readable u16.
+/// AVX2 and FMA; `a` holds `MR` rows of `lda` f32 and `b` `NR·k` readable u16.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn dot_bf16<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+unsafe fn dot_bf16<const MR: usize, const NR: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const u16,
+    k: usize,
+) -> [[f32; NR]; MR] {
+    /// One group of 16 values at `kk`; `TAIL`: only `k - kk` weights are there.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn step<const MR: usize, const NR: usize>(
+    unsafe fn step<const MR: usize, const NR: usize, const TAIL: bool>(
         acc: &mut [[__m256; NR]; MR],
-        a: [*const f32; MR],
-        b: [*const u16; NR],
+        a: *const f32,
+        lda: usize,
+        b: *const u16,
+        k: usize,
+        kk: usize,
     ) {
-        let mut bv = [_mm256_setzero_ps(); NR];
-        for (v, p) in bv.iter_mut().zip(b) {
-            let h = _mm_loadu_si128(p as *const __m128i);
-            *v = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)));
+        let hi = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+        let mut xe = [_mm256_setzero_ps(); MR];
+        let mut xo = [_mm256_setzero_ps(); MR];
+        for r in 0..MR {
+            xe[r] = _mm256_loadu_ps(a.add(r * lda + kk));
+            xo[r] = _mm256_loadu_ps(a.add(r * lda + kk + 8));
         }
-        for (acc_r, p) in acc.iter_mut().zip(a) {
-            let av = _mm256_loadu_ps(p);
-            for j in 0..NR {
-                acc_r[j] = _mm256_fmadd_ps(av, bv[j], acc_r[j]);
+        for j in 0..NR {
+            let p = b.add(j * k + kk);
+            let v = if TAIL {
+                let t: [u16; 16] = tail(p, k - kk);
+                _mm256_loadu_si256(t.as_ptr() as *const __m256i)
+            } else {
+                _mm256_loadu_si256(p as *const __m256i)
+            };
+            let ev = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v));
+            let od = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+            for (acc_r, (e, o)) in acc.iter_mut().zip(xe.iter().zip(&xo)) {
+                acc_r[j] = _mm256_fmadd_ps(*e, ev, acc_r[j]);
+                acc_r[j] = _mm256_fmadd_ps(*o, od, acc_r[j]);
             }
         }
     }
     let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-    let full = k / 8 * 8;
+    let full = k / 16 * 16;
     let mut kk = 0;
     while kk < full {
-        step(
-            &mut acc,
-            std::array::from_fn(|r| a.add(r * k + kk)),
-            std::array::from_fn(|j| b.add(j * k + kk)),
-        );
-        kk += 8;
+        step::<MR, NR, false>(&mut acc, a, lda, b, k, kk);
+        kk += 16;
     }
     if full < k {
-        let ta: [[f32; 8]; MR] = std::array::from_fn(|r| tail(a.add(r * k + full), k - full));
-        let tb: [[u16; 8]; NR] = std::array::from_fn(|j| tail(b.add(j * k + full), k - full));
-        step(
-            &mut acc,
-            std::array::from_fn(|r| ta[r].as_ptr()),
-            std::array::from_fn(|j| tb[j].as_ptr()),
-        );
+        step::<MR, NR, true>(&mut acc, a, lda, b, k, full);
     }
     let mut s = [[0f32; NR]; MR];
     for (sr, acc_r) in s.iter_mut().zip(&acc) {
@@ -277,8 +304,20 @@ impl Dot for Int8Dot {
     const NR: usize = 4;
 
     #[inline(always)]
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const i8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const i8,
+        _lda: usize,
+        b: *const i8,
+        k: usize,
+    ) -> [[i32; NR]; MR] {
         dot_i8::<MR, NR>(a, b, k)
+    }
+}
+
+impl DotInt8 for Int8Dot {
+    const OFFSET: bool = false;
+    fn rows(q: Vec<i8>) -> Vec<i8> {
+        q
     }
 }
 

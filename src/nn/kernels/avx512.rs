@@ -11,8 +11,10 @@
 use core::arch::x86_64::*;
 use core::mem::transmute;
 
-use super::dot::Dot;
-use super::gemm::{drive, Dst, Micro};
+use std::borrow::Cow;
+
+use super::dot::{offset_rows, split_pairs, Dot, DotBf16, DotInt8};
+use super::gemm::{self, drive, Dst, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
 
@@ -294,8 +296,21 @@ impl Dot for Bf16Dot {
     const NR: usize = 4;
 
     #[inline(always)]
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const u16, b: *const u16, k: usize) -> [[f32; NR]; MR] {
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const u16,
+        _lda: usize,
+        b: *const u16,
+        k: usize,
+    ) -> [[f32; NR]; MR] {
         dot_bf16::<MR, NR>(a, b, k)
+    }
+}
+
+impl DotBf16 for Bf16Dot {
+    fn rows(x: &[f32], _m: usize, k: usize) -> (Cow<'_, [u16]>, usize) {
+        let mut a = vec![0u16; x.len()];
+        gemm::to_bf16(x, &mut a);
+        (Cow::Owned(a), k)
     }
 }
 
@@ -339,7 +354,9 @@ unsafe fn dot_bf16<const MR: usize, const NR: usize>(a: *const u16, b: *const u1
 }
 
 /// BF16 row dots on AVX-512F without bf16 instructions: the weight widened to f32 in
-/// registers (`bits << 16`), f32 activation, `vfmadd` over 16 values per step.
+/// registers, f32 activation. One 512-bit load takes 32 bf16 weights as 16 pairs; `<< 16`
+/// gives the even-K weights as f32, masking the low half the odd-K ones, against the
+/// pair-split activation (see [`split_pairs`]): 2 FMAs per 32 weights and no shuffles.
 pub(crate) struct Bf16WideDot;
 
 impl Dot for Bf16WideDot {
@@ -350,56 +367,78 @@ impl Dot for Bf16WideDot {
     const NR: usize = 4;
 
     #[inline(always)]
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
-        dot_bf16_wide::<MR, NR>(a, b, k)
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const f32,
+        lda: usize,
+        b: *const u16,
+        k: usize,
+    ) -> [[f32; NR]; MR] {
+        dot_bf16_wide::<MR, NR>(a, lda, b, k)
     }
 }
 
-/// `MR × NR` dot products of f32 activation rows and bf16 weight rows; masked tail.
+impl DotBf16 for Bf16WideDot {
+    fn rows(x: &[f32], m: usize, k: usize) -> (Cow<'_, [f32]>, usize) {
+        let (a, lda) = split_pairs(x, m, k, 32);
+        (Cow::Owned(a), lda)
+    }
+}
+
+/// `MR × NR` dot products of pair-split f32 activation rows (stride `lda`, a multiple of
+/// 32) and bf16 weight rows; masked loads for the weights' K tail.
 ///
 /// # Safety
-/// AVX512F/BW/VL and FMA; `a` holds `MR·k` readable f32 and `b` `NR·k` readable u16.
+/// AVX512F/BW/VL and FMA; `a` holds `MR` rows of `lda` f32 and `b` `NR·k` readable u16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 #[inline]
-unsafe fn dot_bf16_wide<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
-    /// One step of 16 values at `kk`; `TAIL`: only the first `k - kk` (masked loads).
+unsafe fn dot_bf16_wide<const MR: usize, const NR: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const u16,
+    k: usize,
+) -> [[f32; NR]; MR] {
+    /// One group of 32 values at `kk`; `TAIL`: only `k - kk` weights are there.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
     #[inline]
     unsafe fn step<const MR: usize, const NR: usize, const TAIL: bool>(
         acc: &mut [[__m512; NR]; MR],
         a: *const f32,
+        lda: usize,
         b: *const u16,
         k: usize,
         kk: usize,
     ) {
-        let mask: __mmask16 = if TAIL { (1u16 << (k - kk)) - 1 } else { !0 };
-        let mut bv = [_mm512_setzero_ps(); NR];
-        for (j, v) in bv.iter_mut().enumerate() {
+        let hi = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+        let mut ev = [_mm512_setzero_ps(); NR];
+        let mut od = [_mm512_setzero_ps(); NR];
+        for j in 0..NR {
             let p = b.add(j * k + kk);
-            let h = if TAIL {
-                _mm256_maskz_loadu_epi16(mask, p as *const i16)
+            let v = if TAIL {
+                _mm512_maskz_loadu_epi16((1u32 << (k - kk)) - 1, p as *const i16)
             } else {
-                _mm256_loadu_si256(p as *const __m256i)
+                _mm512_loadu_si512(p as *const __m512i)
             };
-            *v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
+            ev[j] = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+            od[j] = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
-            let p = a.add(r * k + kk);
-            let av = if TAIL { _mm512_maskz_loadu_ps(mask, p) } else { _mm512_loadu_ps(p) };
+            let xe = _mm512_loadu_ps(a.add(r * lda + kk));
+            let xo = _mm512_loadu_ps(a.add(r * lda + kk + 16));
             for j in 0..NR {
-                acc_r[j] = _mm512_fmadd_ps(av, bv[j], acc_r[j]);
+                acc_r[j] = _mm512_fmadd_ps(xe, ev[j], acc_r[j]);
+                acc_r[j] = _mm512_fmadd_ps(xo, od[j], acc_r[j]);
             }
         }
     }
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-    let full = k / 16 * 16;
+    let full = k / 32 * 32;
     let mut kk = 0;
     while kk < full {
-        step::<MR, NR, false>(&mut acc, a, b, k, kk);
-        kk += 16;
+        step::<MR, NR, false>(&mut acc, a, lda, b, k, kk);
+        kk += 32;
     }
     if full < k {
-        step::<MR, NR, true>(&mut acc, a, b, k, full);
+        step::<MR, NR, true>(&mut acc, a, lda, b, k, full);
     }
     reduce_ps(&acc)
 }
@@ -428,8 +467,20 @@ impl Dot for Int8VnniDot {
     const NR: usize = 4;
 
     #[inline(always)]
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const u8,
+        _lda: usize,
+        b: *const i8,
+        k: usize,
+    ) -> [[i32; NR]; MR] {
         dot_i8::<MR, NR>(a, b, k)
+    }
+}
+
+impl DotInt8 for Int8VnniDot {
+    const OFFSET: bool = true;
+    fn rows(q: Vec<i8>) -> Vec<u8> {
+        offset_rows(q)
     }
 }
 

@@ -10,7 +10,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{hsum_epi32, tail};
-use super::dot::Dot;
+use super::dot::{offset_rows, Dot, DotInt8};
 use super::gemm::{drive, Micro};
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::PANEL;
@@ -91,8 +91,20 @@ impl Dot for Int8Dot {
     const NR: usize = 4;
 
     #[inline(always)]
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const u8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const u8,
+        _lda: usize,
+        b: *const i8,
+        k: usize,
+    ) -> [[i32; NR]; MR] {
         dot_i8::<MR, NR>(a, b, k)
+    }
+}
+
+impl DotInt8 for Int8Dot {
+    const OFFSET: bool = true;
+    fn rows(q: Vec<i8>) -> Vec<u8> {
+        offset_rows(q)
     }
 }
 

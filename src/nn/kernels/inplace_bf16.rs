@@ -24,8 +24,8 @@ use std::sync::Arc;
 use candle_core::{bail, Result};
 use rayon::prelude::*;
 
+use super::dot::{self, DotBf16};
 use super::gemm::{bf16_rows, f32_rows, to_bf16, Dst, AMX_MIN_M};
-use super::dot::{self, Dot};
 use super::pack::{PackedBf16, K_ALIGN, PANEL};
 #[cfg(target_arch = "x86_64")]
 use super::{amx, avx2, avx512};
@@ -235,36 +235,13 @@ pub fn gemm_bf16_inplace_with(
 /// micro-kernels keep the sums in registers instead of reducing them horizontally).
 pub(crate) const DOT_MAX_M: usize = 64;
 
-/// The activation as a row-dot kernel reads it: f32 as given (widening tiers), or rounded
-/// to bf16 bits (`vdpbf16ps`).
-pub(crate) trait Bf16Act: Copy + Sync {
-    fn rows(x: &[f32]) -> std::borrow::Cow<'_, [Self]>;
-}
-
-impl Bf16Act for f32 {
-    fn rows(x: &[f32]) -> std::borrow::Cow<'_, [f32]> {
-        std::borrow::Cow::Borrowed(x)
-    }
-}
-
-impl Bf16Act for u16 {
-    fn rows(x: &[f32]) -> std::borrow::Cow<'_, [u16]> {
-        let mut a = vec![0u16; x.len()];
-        to_bf16(x, &mut a);
-        std::borrow::Cow::Owned(a)
-    }
-}
-
 /// `out = x · Wᵀ + bias` with the row-dot micro-kernel `D` (K > 0).
 ///
 /// # Safety
 /// The CPU must have `D`'s features.
-unsafe fn dot_driver<D: Dot<W = u16, S = f32>>(x: &[f32], m: usize, w: &RowMajorBf16, bias: Option<&[f32]>, out: &mut [f32])
-where
-    D::A: Bf16Act,
-{
-    let n = w.n;
-    let a = D::A::rows(x);
+unsafe fn dot_driver<D: DotBf16>(x: &[f32], m: usize, w: &RowMajorBf16, bias: Option<&[f32]>, out: &mut [f32]) {
+    let (n, k) = (w.n, w.k);
+    let (a, lda) = D::rows(x, m, k);
     let dst = SendPtr(out.as_mut_ptr());
     let store = |i: usize, j: usize, v: f32| {
         let y = v + bias.map_or(0.0, |b| b[j]);
@@ -273,7 +250,7 @@ where
         unsafe { *dst.get().add(i * n + j) = y };
     };
     // SAFETY: the caller guarantees the features; `a` holds m×K, the weight N×K.
-    unsafe { dot::drive::<D>(&a, m, w.bits(), n, w.k, store) };
+    unsafe { dot::drive::<D>(&a, lda, m, w.bits(), n, k, store) };
 }
 
 /// Packed activation rows for the packing driver, in the form the path's micro-kernel reads.

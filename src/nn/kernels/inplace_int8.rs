@@ -19,8 +19,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, Result};
 use rayon::prelude::*;
 
+use super::dot::{self, DotInt8};
 use super::gemv_int8::PackedInt8;
-use super::dot::{self, Dot};
 use super::inplace_bf16::{InplaceStrategy, WeightBytes, DOT_MAX_M};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512, avxvnni};
@@ -176,47 +176,20 @@ pub fn gemm_int8_inplace_with(
     Ok(())
 }
 
-/// The quantised activation as a row-dot kernel reads it: signed (`vpmaddubsw` with the
-/// sign trick, portable) or offset to unsigned (`vpdpbusd`).
-pub(crate) trait QuantAct: Copy + Send + Sync + Sized {
-    /// Whether values are stored as `q + 128`: the sums then carry `128 · Σ_k w[j,k]`,
-    /// removed with the weight's row offsets.
-    const OFFSET: bool;
-    /// The rows in this form.
-    fn from_q(q: Vec<i8>) -> Vec<Self>;
-}
-
-impl QuantAct for i8 {
-    const OFFSET: bool = false;
-    fn from_q(q: Vec<i8>) -> Vec<i8> {
-        q
-    }
-}
-
-impl QuantAct for u8 {
-    const OFFSET: bool = true;
-    fn from_q(q: Vec<i8>) -> Vec<u8> {
-        q.into_iter().map(|v| (v as u8) ^ 0x80).collect()
-    }
-}
-
 /// `out = x · Wᵀ + bias` with the row-dot micro-kernel `D` (K > 0): the activation rows
 /// quantised as the packed GEMM does, exact i32 sums, the same rescaling.
 ///
 /// # Safety
 /// The CPU must have `D`'s features.
-unsafe fn dot_driver<D: Dot<W = i8, S = i32>>(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: &mut [f32])
-where
-    D::A: QuantAct,
-{
+unsafe fn dot_driver<D: DotInt8>(x: &[f32], m: usize, w: &RowMajorInt8, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, k) = (w.n, w.k);
     let mut q = vec![0i8; m * k];
     let mut sx = vec![0f32; m];
     for (r, (row, s)) in q.chunks_exact_mut(k).zip(&mut sx).enumerate() {
         *s = quantize_row(&x[r * k..(r + 1) * k], row).1;
     }
-    let a = D::A::from_q(q);
-    let offsets = D::A::OFFSET.then(|| w.offsets());
+    let a = D::rows(q);
+    let offsets = D::OFFSET.then(|| w.offsets());
     let scales = &w.scales;
     let dst = SendPtr(out.as_mut_ptr());
     let store = |i: usize, j: usize, sum: i32| {
@@ -231,7 +204,7 @@ where
         unsafe { *dst.get().add(i * n + j) = y };
     };
     // SAFETY: the caller guarantees the features; `a` holds m×K, the weight N×K.
-    unsafe { dot::drive::<D>(&a, m, w.values(), n, k, store) };
+    unsafe { dot::drive::<D>(&a, k, m, w.values(), n, k, store) };
 }
 
 /// Weight rows per packed block.

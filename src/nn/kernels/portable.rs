@@ -1,7 +1,9 @@
 //! Plain-Rust kernels for any CPU; also the references the SIMD paths are tested against.
 //! They read the same packed layouts as the SIMD kernels, so packing is tested too.
 
-use super::dot::Dot;
+use std::borrow::Cow;
+
+use super::dot::{Dot, DotBf16, DotInt8};
 use super::gemm::Dst;
 use super::gemv_int8::{DstI8, PackedInt8};
 use super::pack::{PackedBf16, PANEL};
@@ -71,11 +73,23 @@ impl Dot for Bf16Dot {
     const MR: usize = 4;
     const NR: usize = 4;
 
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const f32, b: *const u16, k: usize) -> [[f32; NR]; MR] {
-        // SAFETY: the caller guarantees `MR·k` readable f32 at `a` and `NR·k` u16 at `b`.
-        let (a, b) = unsafe { (std::slice::from_raw_parts(a, MR * k), std::slice::from_raw_parts(b, NR * k)) };
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const f32,
+        lda: usize,
+        b: *const u16,
+        k: usize,
+    ) -> [[f32; NR]; MR] {
+        // SAFETY: the caller guarantees `MR` rows of `lda` readable f32 at `a` (the last one
+        // needs only `k`) and `NR·k` u16 at `b`.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a, (MR - 1) * lda + k),
+                std::slice::from_raw_parts(b, NR * k),
+            )
+        };
         let mut s = [[0f32; NR]; MR];
-        for (sr, x) in s.iter_mut().zip(a.chunks_exact(k)) {
+        for (r, sr) in s.iter_mut().enumerate() {
+            let x = &a[r * lda..r * lda + k];
             for (v, w) in sr.iter_mut().zip(b.chunks_exact(k)) {
                 let mut lanes = [0f32; 8];
                 let (xc, wc) = (x.chunks_exact(8), w.chunks_exact(8));
@@ -95,6 +109,12 @@ impl Dot for Bf16Dot {
     }
 }
 
+impl DotBf16 for Bf16Dot {
+    fn rows(x: &[f32], _m: usize, k: usize) -> (Cow<'_, [f32]>, usize) {
+        (Cow::Borrowed(x), k)
+    }
+}
+
 /// INT8 row dots of the in-place GEMM in plain Rust, on the signed activation: exact i32 sums.
 pub(crate) struct Int8Dot;
 
@@ -105,15 +125,34 @@ impl Dot for Int8Dot {
     const MR: usize = 4;
     const NR: usize = 4;
 
-    unsafe fn dot<const MR: usize, const NR: usize>(a: *const i8, b: *const i8, k: usize) -> [[i32; NR]; MR] {
-        // SAFETY: the caller guarantees `MR·k` readable bytes at `a` and `NR·k` at `b`.
-        let (a, b) = unsafe { (std::slice::from_raw_parts(a, MR * k), std::slice::from_raw_parts(b, NR * k)) };
+    unsafe fn dot<const MR: usize, const NR: usize>(
+        a: *const i8,
+        lda: usize,
+        b: *const i8,
+        k: usize,
+    ) -> [[i32; NR]; MR] {
+        // SAFETY: the caller guarantees `MR` rows of `lda` readable bytes at `a` (the last
+        // one needs only `k`) and `NR·k` at `b`.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a, (MR - 1) * lda + k),
+                std::slice::from_raw_parts(b, NR * k),
+            )
+        };
         let mut s = [[0i32; NR]; MR];
-        for (sr, x) in s.iter_mut().zip(a.chunks_exact(k)) {
+        for (r, sr) in s.iter_mut().enumerate() {
+            let x = &a[r * lda..r * lda + k];
             for (v, w) in sr.iter_mut().zip(b.chunks_exact(k)) {
                 *v = x.iter().zip(w).map(|(p, q)| *p as i32 * *q as i32).sum();
             }
         }
         s
+    }
+}
+
+impl DotInt8 for Int8Dot {
+    const OFFSET: bool = false;
+    fn rows(q: Vec<i8>) -> Vec<i8> {
+        q
     }
 }
