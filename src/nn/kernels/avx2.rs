@@ -9,6 +9,9 @@
 //! 127 (the quantisers are symmetric), so a pair sums to at most 2·127·128 < 2¹⁵; `vpmaddwd`
 //! with ones then widens the pairs into the i32 sums of 4 K values. The results are the same
 //! exact integer sums as every other tier's. Micro-kernel: 4 rows × 1 panel.
+//!
+//! Also the row-dot micro-kernels of the in-place GEMMs ([`Dot`], `dot.rs`), the same
+//! arithmetic on the row-major weight: 2 activation rows × 4 weight rows.
 #![cfg(target_arch = "x86_64")]
 
 use core::arch::x86_64::*;

@@ -6,6 +6,9 @@
 //! loop [`drive`]: `MR ≤ 4` rows times `NR ≤ 4` panels of 16 columns, i.e. up to 16 zmm
 //! accumulators, with the weight operand read straight from the packed layout (one 64-byte
 //! row per K pair / quad) and the activation broadcast from memory.
+//!
+//! Also the row-dot micro-kernels of the in-place GEMMs ([`Dot`], `dot.rs`) for the same
+//! three instruction sets, on the row-major weight: up to 4 activation rows × 4 weight rows.
 #![cfg(target_arch = "x86_64")]
 
 use core::arch::x86_64::*;

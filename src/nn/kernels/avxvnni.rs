@@ -5,6 +5,8 @@
 //! Like the AVX512-VNNI kernel, the activation is offset to unsigned (`q + 128`) and the
 //! offset removed with the weight column sums in [`DstI8::store16`]. Micro-kernel: 4 rows ×
 //! 1 panel of 16 columns (8 ymm accumulators).
+//!
+//! Also the row-dot micro-kernel of the in-place INT8 GEMM ([`Dot`], `dot.rs`).
 #![cfg(target_arch = "x86_64")]
 
 use core::arch::x86_64::*;

@@ -15,6 +15,11 @@
 //! | int8 GEMM/GEMV | `amx` (AMX-INT8) → `avx512vnni` (`vpdpbusd` zmm) → `avxvnni` (`vpdpbusd` ymm) → `avx2` (`vpmaddubsw`) → `portable` |
 //! | attention | `avx512` (AVX-512F) → `avx2` (FMA) → `portable` |
 //!
+//! The in-place GEMMs (`inplace_bf16.rs`, `inplace_int8.rs`: weights in the checkpoint's
+//! row-major layout) follow the bf16 and int8 ladders; below 64 activation rows they run the
+//! row-dot driver of `dot.rs` with that tier's micro-kernel (every tier has one), from 64 rows
+//! on they pack weight blocks per call for the packed micro-kernels.
+//!
 //! (f32 GEMMs of the parity mode are candle's, which dispatches on its own.) The tiers are
 //! ordered `portable < avx2 < avxvnni < avx512 < avx512vnni < avx512bf16 < amx`; a path given
 //! to a `*_with(path, ..)` kernel or to [`force`] is a *ceiling*: the op runs on its best tier
