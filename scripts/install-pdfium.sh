@@ -4,6 +4,8 @@
 # The library is taken from the `pypdfium2` wheel on PyPI, which ships a prebuilt
 # `pypdfium2_raw/libpdfium.so`: PyPI is reachable wherever pip works, unlike other
 # download sites. Idempotent: does nothing when the library is already installed.
+# In the repository it runs `dsocr setup pdfium` (the same download, sha256-checked, in Rust);
+# where that cannot run, pip fetches the wheel instead.
 #
 # Destination: $DSOCR_PDFIUM_DIR, default ~/.cache/deepseek-ocr/pdfium (where dsocr and
 # the tests look for it).
@@ -18,6 +20,14 @@ esac
 if [ -s "$dest/$lib" ]; then
     echo "libpdfium already installed: $dest/$lib"
     exit 0
+fi
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if command -v cargo >/dev/null && [ -f "$root/Cargo.toml" ]; then
+    if (cd "$root" && cargo run --quiet --bin dsocr -- setup pdfium --dir "$dest"); then
+        exit 0
+    fi
+    echo "warning: dsocr setup pdfium failed; trying pip" >&2
 fi
 
 py="$(command -v python3 || command -v python || true)"

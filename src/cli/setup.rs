@@ -129,6 +129,11 @@ fn pdfium(args: PdfiumArgs, quiet: bool) -> anyhow::Result<()> {
         .into_json()
         .context("the package index answered with something that is not JSON")?;
     let (file, wheel_url, sha256) = pick_wheel(&meta)?;
+    // An index (or a mirror) may give the wheel's address relative to the JSON's.
+    let wheel_url = url::Url::parse(&url)
+        .and_then(|base| base.join(&wheel_url))
+        .map(String::from)
+        .unwrap_or(wheel_url);
     if !quiet {
         eprintln!("downloading {file}");
     }
