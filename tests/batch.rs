@@ -10,6 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::{ids, mode_of};
 use deepseek_ocr::engine::{BatchRunner, OcrOutput, PageJob, StopReason, Timings};
 use deepseek_ocr::generate::{GenerateOptions, NgramGuard, Sampling};
 use deepseek_ocr::input::image::load_image;
@@ -20,25 +21,6 @@ use deepseek_ocr::job::{
 use deepseek_ocr::nn::{Precision, Taps};
 use deepseek_ocr::{Engine, EngineOptions, Mode, RunOptions, Task};
 use image::RgbImage;
-
-fn mode_of(case: &common::Case) -> Mode {
-    let m = &case.json["mode"];
-    Mode {
-        base_size: m["base_size"].as_u64().unwrap() as usize,
-        image_size: m["image_size"].as_u64().unwrap() as usize,
-        crop: m["crop_mode"].as_bool().unwrap(),
-        max_tiles: 9,
-    }
-}
-
-fn ids(case: &common::Case, key: &str) -> Vec<u32> {
-    case.json["lm"][key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 /// One golden case as a page: image, options, the reference ids.
 struct Golden {

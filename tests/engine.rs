@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::{ids, mode_of};
 use deepseek_ocr::generate::{GenerateOptions, NgramGuard, Sampling};
 use deepseek_ocr::input::image::load_image;
 use deepseek_ocr::nn::Precision;
@@ -14,25 +15,6 @@ fn f32_options() -> EngineOptions {
         precision: Precision::F32,
         ..EngineOptions::default()
     }
-}
-
-fn mode_of(case: &common::Case) -> Mode {
-    let m = &case.json["mode"];
-    Mode {
-        base_size: m["base_size"].as_u64().unwrap() as usize,
-        image_size: m["image_size"].as_u64().unwrap() as usize,
-        crop: m["crop_mode"].as_bool().unwrap(),
-        max_tiles: 9,
-    }
-}
-
-fn ids(case: &common::Case, key: &str) -> Vec<u32> {
-    case.json["lm"][key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 #[test]

@@ -54,6 +54,27 @@ pub fn golden_cases_of(shared: &Path, set: &str) -> Vec<PathBuf> {
 }
 
 /// A parsed golden case.
+/// The golden case's preprocessing mode, as golden.json states it.
+pub fn mode_of(case: &Case) -> deepseek_ocr::Mode {
+    let m = &case.json["mode"];
+    deepseek_ocr::Mode {
+        base_size: m["base_size"].as_u64().unwrap() as usize,
+        image_size: m["image_size"].as_u64().unwrap() as usize,
+        crop: m["crop_mode"].as_bool().unwrap(),
+        max_tiles: 9,
+    }
+}
+
+/// The token ids `lm.KEY` of the golden case.
+pub fn ids(case: &Case, key: &str) -> Vec<u32> {
+    case.json["lm"][key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
 pub struct Case {
     pub dir: PathBuf,
     pub json: serde_json::Value,
